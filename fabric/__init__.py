@@ -1,0 +1,1 @@
+"""The runtime: bus, actors, store, config, gateway, client and CLI."""
