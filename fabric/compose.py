@@ -1,0 +1,224 @@
+"""The composition root: the only module of `fabric` that knows the actors.
+
+It assembles processes from a registry of actor names: `fabric up` runs every actor and the
+gateway in one process; `fabric service NAME` runs one of them alone, as many times as wanted.
+"""
+
+import asyncio
+import functools
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from actors.identity.actor import MIGRATIONS as IDENTITY_MIGRATIONS
+from actors.identity.actor import Identity
+from actors.identity.bootstrap import Bootstrapped, bootstrap
+from fabric.actor import Actor, Supervisor
+from fabric.bus import Bus
+from fabric.bus.amqp import AmqpTransport
+from fabric.config import Settings
+from fabric.gateway.app import Gateway
+from fabric.gateway.http import json_response
+from fabric.store import Store, ensure_database, migrate
+
+log = logging.getLogger("fabric")
+
+
+@dataclass(frozen=True, slots=True)
+class ActorSpec:
+    make: Callable[[Bus, Store, Settings], Actor]
+    schema: str
+    migrations: Path
+
+
+ACTORS: dict[str, ActorSpec] = {
+    "identity": ActorSpec(Identity, "identity", IDENTITY_MIGRATIONS),
+}
+SERVICES = (*ACTORS, "gateway")
+
+
+async def migrate_all(settings: Settings) -> list[str]:
+    await ensure_database(settings.database_url)
+    applied = []
+    for spec in ACTORS.values():
+        applied += await migrate(settings.database_url, spec.schema, spec.migrations)
+    return applied
+
+
+async def run_bootstrap(settings: Settings) -> Bootstrapped:
+    await ensure_database(settings.database_url)
+    store = await Store.connect(settings.database_url, max_size=2)
+    try:
+        return await bootstrap(store, settings)
+    finally:
+        await store.close()
+
+
+def openrc(settings: Settings) -> str:
+    return "\n".join(
+        [
+            f"export OS_AUTH_URL={settings.gateway_url}/identity/v3",
+            "export OS_IDENTITY_API_VERSION=3",
+            f"export OS_USERNAME={settings.admin_user}",
+            f"export OS_PASSWORD='{settings.admin_password}'",
+            f"export OS_PROJECT_NAME={settings.admin_project}",
+            "export OS_USER_DOMAIN_NAME=Default",
+            "export OS_PROJECT_DOMAIN_NAME=Default",
+            f"export OS_REGION_NAME={settings.region}",
+            "export OS_INTERFACE=public",
+            "",
+        ]
+    )
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def _connect_bus(settings: Settings, name: str) -> Bus:
+    bus = Bus(AmqpTransport(settings.amqp_url, name=name))
+    await bus.start()
+    return bus
+
+
+class Cloud:
+    """Every actor and the gateway in this process, as an async context manager: what
+    `fabric up` runs, and what integration tests start.
+
+    Entering applies migrations, bootstraps (idempotent), and returns once the gateway can
+    check tokens; leaving stops the gateway, drains the actors and disconnects.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings.with_admin_password()
+        self.store: Store | None = None
+        self.bus: Bus | None = None
+        self.gateway: Gateway | None = None
+        self.supervisors: list[Supervisor] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def url(self) -> str:
+        return self.settings.gateway_url
+
+    async def __aenter__(self) -> "Cloud":
+        settings = self.settings
+        await migrate_all(settings)
+        await run_bootstrap(settings)
+        self.store = store = await Store.connect(settings.database_url)
+        try:
+            self.bus = bus = await _connect_bus(settings, "fabric-up")
+            for name, spec in ACTORS.items():
+                sup = Supervisor(functools.partial(spec.make, bus, store, settings), name=name)
+                self.supervisors.append(sup)
+                self._tasks.append(asyncio.create_task(sup.run(), name=f"actor:{name}"))
+            self.gateway = Gateway(bus, settings)
+            await self.gateway.start()
+            await asyncio.wait_for(self.gateway.auth.ready.wait(), timeout=30)
+        except BaseException:
+            await self.__aexit__()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.gateway is not None:
+            await self.gateway.stop()
+        for sup in self.supervisors:
+            sup.stop()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.bus is not None:
+            await self.bus.close()
+        if self.store is not None:
+            await self.store.close()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read: the openrc holds the admin password."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    path.chmod(0o600)
+
+
+async def run_up(settings: Settings, openrc_path: Path) -> None:
+    """Everything in one process, in the foreground, until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    async with Cloud(settings) as cloud:
+        settings = cloud.settings
+        _write_private(openrc_path, openrc(settings))
+        print(f"fabric is up: {settings.gateway_url}", flush=True)
+        print(f"  openrc: {openrc_path}  (source it, then: openstack token issue)", flush=True)
+        await stop.wait()
+        print("fabric: stopping", file=sys.stderr, flush=True)
+
+
+async def _metrics_server(settings: Settings, bus: Bus, sup: Supervisor | None) -> web.AppRunner | None:
+    if not settings.metrics_port:
+        return None
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(request: web.Request) -> web.Response:
+        database = await sup.actor.check_database() if sup and sup.actor else None
+        healthy = bus.is_connected and database is not False
+        checks = {
+            "bus": "ok" if bus.is_connected else "down",
+            "database": {True: "ok", False: "down", None: "n/a"}[database],
+        }
+        return json_response(
+            {"status": "ok" if healthy else "degraded", "checks": checks}, status=200 if healthy else 503
+        )
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", settings.metrics_port).start()
+    return runner
+
+
+async def run_service(name: str, settings: Settings, *, reuse_port: bool = True) -> None:
+    """One actor, or the gateway, alone in this process until SIGINT/SIGTERM."""
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    if name == "gateway":
+        bus = await _connect_bus(settings, "fabric-gateway")
+        gateway = Gateway(bus, settings, reuse_port=reuse_port)
+        try:
+            await gateway.start()
+            print(f"gateway listening on {settings.gateway_host}:{gateway.port}", flush=True)
+            await stop.wait()
+            await gateway.stop()
+        finally:
+            await bus.close()
+        return
+    spec = ACTORS[name]
+    await ensure_database(settings.database_url)
+    await migrate(settings.database_url, spec.schema, spec.migrations)
+    store = await Store.connect(settings.database_url)
+    bus = await _connect_bus(settings, f"fabric-{name}")
+    sup = Supervisor(lambda: spec.make(bus, store, settings), name=name)
+    metrics_runner = await _metrics_server(settings, bus, sup)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(sup.run(), name=f"actor:{name}")
+            print(f"{name} serving", flush=True)
+            await stop.wait()
+            sup.stop()
+    finally:
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
+        await bus.close()
+        await store.close()

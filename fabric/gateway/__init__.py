@@ -1,0 +1,1 @@
+"""The HTTP gateway: OpenStack's APIs under per-service prefixes, on one aiohttp port."""

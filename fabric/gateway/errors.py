@@ -1,0 +1,56 @@
+"""Typed errors to HTTP: one status table, and the error body each OpenStack service uses.
+
+Clients key on the status code; the body follows the shape of the service the path belongs to,
+so that a Keystone error looks like Keystone's and a Nova error like Nova's.
+"""
+
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+from protocol.errors import (
+    Conflict,
+    FabricError,
+    Forbidden,
+    Internal,
+    Invalid,
+    NotFound,
+    QuotaExceeded,
+    Timeout,
+    Unauthorized,
+    Unavailable,
+)
+
+STATUS: dict[type[FabricError], int] = {
+    Invalid: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    QuotaExceeded: 413,
+    Internal: 500,
+    Unavailable: 503,
+    Timeout: 504,
+}
+
+
+def status_of(error: FabricError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]  # type: ignore[index]
+    return 500
+
+
+def keystone_body(status: int, message: str) -> dict[str, Any]:
+    return {"error": {"code": status, "message": message, "title": HTTPStatus(status).phrase}}
+
+
+ErrorShape = Callable[[int, str], dict[str, Any]]
+
+# By the path's first segment; services add theirs as they arrive.
+SHAPES: dict[str, ErrorShape] = {"identity": keystone_body}
+
+
+def error_body(path: str, status: int, message: str) -> dict[str, Any]:
+    prefix = path.lstrip("/").split("/", 1)[0]
+    return SHAPES.get(prefix, keystone_body)(status, message)

@@ -1,0 +1,56 @@
+"""Small pieces every route uses: JSON in and out, query parameters, typed app keys."""
+
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+
+from protocol.codec import decode
+from protocol.errors import Invalid
+
+T = TypeVar("T")
+
+TRUE = {"true", "1", "yes", "on"}
+FALSE = {"false", "0", "no", "off"}
+
+
+def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
+    )
+
+
+def no_content(headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=204, headers=headers)
+
+
+async def read_json(request: web.Request, cls: type[T], *, allow_extra: bool = True) -> T:
+    """The body as `cls`; Invalid (400) names what is wrong. Size is bounded by the app's
+    client_max_size (413 beyond it)."""
+    raw = await request.read()
+    if not raw:
+        raise Invalid("body", "a JSON body is required")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Invalid("body", f"malformed JSON: {exc}") from None
+    return decode(cls, data, allow_extra=allow_extra)
+
+
+def query_bool(request: web.Request, name: str) -> bool | None:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return None
+    lowered = value.lower()
+    if lowered in TRUE:
+        return True
+    if lowered in FALSE:
+        return False
+    raise Invalid(name, f"expected a boolean, got {value[:40]!r}")
+
+
+def query_str(request: web.Request, name: str) -> str | None:
+    value = request.query.get(name)
+    if value is not None and "\x00" in value:
+        raise Invalid(name, "NUL characters are not allowed")
+    return value
