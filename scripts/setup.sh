@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Make this machine ready to run the fabric: system packages, PostgreSQL, RabbitMQ, the
+# virtualenv at .venv. Idempotent: each step checks before acting, so re-running is cheap.
+# Runs as root on Debian/Ubuntu; needs no systemd (daemons are started directly).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+}
+
+wait_port() {
+    local port=$1 what=$2
+    for _ in $(seq 1 120); do port_open "$port" && return 0; sleep 0.5; done
+    log "$what did not open port $port"; return 1
+}
+
+ensure_postgres() {
+    if port_open 5432; then return; fi
+    command -v pg_ctlcluster >/dev/null || apt_install postgresql
+    if ! port_open 5432; then
+        local version cluster
+        version=$(ls /etc/postgresql | sort -V | tail -1)
+        cluster=$(ls "/etc/postgresql/$version" | head -1)
+        log "starting PostgreSQL $version/$cluster"
+        pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" start || true
+        wait_port 5432 PostgreSQL
+    fi
+}
+
+ensure_rabbitmq() {
+    if port_open 5672; then return; fi
+    command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+    if ! port_open 5672; then
+        log "starting RabbitMQ"
+        rabbitmq-server -detached >/dev/null 2>&1 || true
+        wait_port 5672 RabbitMQ
+        rabbitmqctl await_startup >/dev/null 2>&1 || true
+    fi
+}
+
+# The database account the fabric uses: a superuser-free role that may create databases
+# (the test suite makes one per run). Trust-auth machines need no password; others get one
+# written to /etc/fabric/fabric.toml, which the fabric reads by default.
+ensure_database_role() {
+    local psql=(runuser -u postgres -- psql -h 127.0.0.1 -qtAX)
+    command -v runuser >/dev/null || psql=(psql -U postgres -h 127.0.0.1 -qtAX)
+    if [[ -f /etc/fabric/fabric.toml ]] || [[ -n "${FABRIC_DATABASE_URL:-}" ]]; then return; fi
+    if psql -U postgres -h 127.0.0.1 -qtAX -c 'select 1' >/dev/null 2>&1; then
+        return  # trust auth as postgres: the defaults work as they are
+    fi
+    local password
+    password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+    log "creating the PostgreSQL role 'fabric'"
+    "${psql[@]}" -c "do \$\$ begin
+        if not exists (select from pg_roles where rolname = 'fabric') then
+            create role fabric login createdb password '$password';
+        else alter role fabric password '$password'; end if; end \$\$;" postgres
+    "${psql[@]}" -c "select 1 from pg_database where datname = 'fabric'" postgres | grep -q 1 \
+        || "${psql[@]}" -c "create database fabric owner fabric" postgres
+    mkdir -p /etc/fabric
+    umask 077
+    printf 'database_url = "postgresql://fabric:%s@127.0.0.1:5432/fabric"\n' "$password" > /etc/fabric/fabric.toml
+}
+
+ensure_venv() {
+    local python=${PYTHON:-python3}
+    if ! "$python" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
+        apt_install python3 python3-venv
+        python=/usr/bin/python3
+    fi
+    if [[ ! -x .venv/bin/python ]]; then
+        "$python" -m venv .venv 2>/dev/null || { apt_install python3-venv; rm -rf .venv; "$python" -m venv .venv; }
+    fi
+    # Reinstall only when the declared dependencies changed.
+    local stamp=.venv/.installed digest
+    digest=$(sha256sum pyproject.toml | cut -d' ' -f1)
+    if [[ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]]; then
+        log "installing the project into .venv"
+        .venv/bin/python -m pip install -q --upgrade pip
+        .venv/bin/python -m pip install -q -e '.[test]'
+        echo "$digest" > "$stamp"
+    fi
+}
+
+if [[ $(id -u) -ne 0 ]]; then log "run as root (it installs packages and starts daemons)"; exit 1; fi
+command -v curl >/dev/null || apt_install curl ca-certificates
+ensure_postgres
+ensure_rabbitmq
+ensure_database_role
+ensure_venv
+log "ready"
