@@ -40,13 +40,17 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
+#: Libraries held at WARNING whatever the level: aio-pika and aiormq narrate every reconnect at
+#: INFO and dump whole AMQP frames at DEBUG, and frames carry message bodies (passwords too).
+QUIET_LIBRARIES = ("aio_pika", "aiormq", "aiohttp.access")
+
+
 def setup_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # aio-pika and aiormq narrate every reconnect attempt at INFO; keep their warnings.
-    for noisy in ("aio_pika", "aiormq", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
     logging.Formatter.converter = time.gmtime

@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -70,7 +70,7 @@ def base_settings() -> Settings:
     return load_settings()
 
 
-def test_env(settings: Settings, **extra: str) -> dict[str, str]:
+def fabric_env(settings: Settings, **extra: str) -> dict[str, str]:
     """Environment for a fabric subprocess that uses the test database and vhost."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FABRIC_", "OS_"))}
     env.update(
@@ -84,6 +84,28 @@ def test_env(settings: Settings, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+@contextlib.asynccontextmanager
+async def isolated(settings: Settings, name: str, state_dir: Path) -> AsyncIterator[Settings]:
+    """`settings` with a vhost and a database of their own, for fabric processes a test starts,
+    so that they never share queues with the suite's in-process cloud. Both go afterwards."""
+    from fabric.store import drop_database, ensure_database
+
+    with rabbitmq_vhost(f"fabric-{name}") as vhost:
+        db = f"{urlsplit(settings.database_url).path.lstrip('/')}_{name.replace('-', '_')}"
+        own = replace(
+            settings,
+            amqp_url=with_vhost(settings.amqp_url, vhost),
+            database_url=with_database(settings.database_url, db),
+            state_dir=str(state_dir),
+        )
+        await drop_database(own.database_url)
+        await ensure_database(own.database_url)
+        try:
+            yield own
+        finally:
+            await drop_database(own.database_url)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from protocol.errors import Unauthorized
 BUS = web.AppKey("bus", Bus)
 AUTH = web.AppKey("auth", Auth)
 SETTINGS = web.AppKey("settings", Settings)
-REQUEST_ID = "fabric.request_id"
+REQUEST_ID = web.RequestKey("fabric.request_id", str)
 
 
 def request_id(request: web.Request) -> str:

@@ -1,0 +1,149 @@
+"""The stock `openstack` CLI (python-openstackclient from PyPI) against `fabric up`, run as a
+user would run it: the all-in-one process, the openrc it writes, and the CLI's JSON output."""
+
+import asyncio
+import json
+import os
+import shlex
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fabric.config import Settings
+from tests.support import FABRIC, Processes, can_manage_rabbitmq, fabric_env, free_port, isolated, wait_http
+
+pytestmark = [pytest.mark.compat, pytest.mark.postgres, pytest.mark.amqp]
+OPENSTACK = Path(sys.executable).parent / "openstack"
+
+
+def read_openrc(path: Path) -> dict[str, str]:
+    env = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export "):
+            key, _, value = line.removeprefix("export ").partition("=")
+            env[key] = shlex.split(value)[0] if value else ""
+    return env
+
+
+class Cli:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    async def run(self, *args: str, check: bool = True) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            str(OPENSTACK),
+            *args,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        code = proc.returncode
+        assert code is not None
+        if check:
+            assert code == 0, f"openstack {' '.join(args)} -> {code}: {err.decode()}"
+        return code, out.decode(), err.decode()
+
+    async def json(self, *args: str) -> Any:
+        _, out, _ = await self.run(*args, "-f", "json")
+        return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+async def cli(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cli]:
+    why = can_manage_rabbitmq()
+    if why:
+        pytest.skip(why)
+    if not OPENSTACK.exists():
+        pytest.skip("python-openstackclient is not installed in this venv (pip install -e '.[test]')")
+    tmp = tmp_path_factory.mktemp("compat")
+    async with isolated(settings, "compat", tmp / "state") as own:
+        port = free_port()
+        processes = Processes(tmp)
+        openrc = tmp / "admin-openrc"
+        env = fabric_env(own, FABRIC_GATEWAY_PORT=str(port), FABRIC_PUBLIC_URL="")
+        try:
+            processes.start("fabric-up", [str(FABRIC), "up", "--openrc", str(openrc)], env)
+            await wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s=60)
+            for _ in range(100):
+                if openrc.exists():
+                    break
+                await asyncio.sleep(0.1)
+            user_env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+            user_env.update(read_openrc(openrc))
+            yield Cli(user_env)
+        finally:
+            processes.stop_all()
+
+
+async def test_token_issue(cli: Cli) -> None:
+    token = await cli.json("token", "issue")
+    assert token["id"] and token["project_id"] and token["user_id"]
+
+
+async def test_catalog_list_names_identity(cli: Cli) -> None:
+    catalog = await cli.json("catalog", "list")
+    identity = [entry for entry in catalog if entry["Type"] == "identity"]
+    assert len(identity) == 1, catalog
+    endpoints = identity[0]["Endpoints"]
+    public = [e for e in endpoints if e["interface"] == "public"]
+    assert public and public[0]["url"] == cli.env["OS_AUTH_URL"].removesuffix("/v3"), endpoints
+
+
+async def test_project_create_list_show_delete(cli: Cli) -> None:
+    name = f"compat-{uuid.uuid4().hex[:8]}"
+    created = await cli.json("project", "create", name, "--description", "made by the CLI")
+    assert created["name"] == name
+    assert name in [p["Name"] for p in await cli.json("project", "list")]
+    shown = await cli.json("project", "show", name)
+    assert (shown["id"], shown["description"]) == (created["id"], "made by the CLI")
+    await cli.run("project", "delete", name)
+    code, _, err = await cli.run("project", "show", name, check=False)
+    assert code != 0 and "no project found" in err.lower()
+
+
+async def test_user_create_list_delete_and_role_add(cli: Cli) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    project = await cli.json("project", "create", f"compat-p-{suffix}")
+    user = await cli.json(
+        "user", "create", f"compat-u-{suffix}", "--password", "pw-" + suffix, "--project", project["id"]
+    )
+    assert user["name"] == f"compat-u-{suffix}"
+    assert user["name"] in [u["Name"] for u in await cli.json("user", "list")]
+    await cli.run("role", "add", "--user", user["name"], "--project", project["name"], "member")
+    assignments = await cli.json("role", "assignment", "list", "--user", user["id"], "--names")
+    assert [(a["Role"], a["Project"].split("@")[0]) for a in assignments] == [("member", project["name"])]
+    # The new user can now authenticate to that project with the CLI too.
+    member_env = dict(
+        cli.env, OS_USERNAME=user["name"], OS_PASSWORD="pw-" + suffix, OS_PROJECT_NAME=project["name"]
+    )
+    token = await Cli(member_env).json("token", "issue")
+    assert token["project_id"] == project["id"]
+    await cli.run("user", "delete", user["id"])
+    assert user["name"] not in [u["Name"] for u in await cli.json("user", "list")]
+    await cli.run("project", "delete", project["id"])
+
+
+async def test_token_revoke(cli: Cli) -> None:
+    token = (await cli.json("token", "issue"))["id"]
+    await cli.run("token", "revoke", token)
+    # The revoked token no longer works for the CLI either.
+    env = {
+        k: v
+        for k, v in cli.env.items()
+        if k
+        not in {
+            "OS_USERNAME",
+            "OS_PASSWORD",
+            "OS_USER_DOMAIN_NAME",
+            "OS_PROJECT_DOMAIN_NAME",
+            "OS_PROJECT_NAME",
+        }
+    }
+    env.update(OS_AUTH_TYPE="token", OS_TOKEN=token)
+    code, _, err = await Cli(env).run("project", "list", check=False)
+    assert code != 0 and ("401" in err or "authenticat" in err.lower()), err
