@@ -23,6 +23,7 @@ from actors.identity.bootstrap import Bootstrapped, bootstrap
 from fabric.actor import Actor, Supervisor
 from fabric.bus import Bus
 from fabric.bus.amqp import AmqpTransport
+from fabric.client import Client
 from fabric.config import Settings
 from fabric.gateway.app import Gateway
 from fabric.gateway.http import json_response
@@ -141,6 +142,19 @@ class Cloud:
             await self.store.close()
 
 
+async def self_check(settings: Settings) -> list[str]:
+    """Prove the cloud answers as a user would reach it: authenticate through the gateway with
+    the admin credentials, read the catalog from the token. Raises if anything is wrong."""
+    async with Client(
+        f"{settings.gateway_url}/identity/v3",
+        username=settings.admin_user,
+        password=settings.admin_password,
+        project_name=settings.admin_project,
+    ) as client:
+        assert client.token is not None
+        return sorted(f"{s['type']} ({s['name']})" for s in client.token.catalog)
+
+
 def _write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read: the openrc holds the admin password."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -156,7 +170,9 @@ async def run_up(settings: Settings, openrc_path: Path) -> None:
     async with Cloud(settings) as cloud:
         settings = cloud.settings
         _write_private(openrc_path, openrc(settings))
+        services = await self_check(settings)
         print(f"fabric is up: {settings.gateway_url}", flush=True)
+        print(f"  self-check: admin token issued; catalog: {', '.join(services)}", flush=True)
         print(f"  openrc: {openrc_path}  (source it, then: openstack token issue)", flush=True)
         await stop.wait()
         print("fabric: stopping", file=sys.stderr, flush=True)
