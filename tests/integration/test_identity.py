@@ -320,3 +320,32 @@ async def exercise_passwords(cloud: Cloud, admin: Client, secret: str) -> list[s
     bodies.append(str(body))
     await admin.identity.delete_user(user_id)
     return bodies
+
+
+# --- the gateway's own errors ---------------------------------------------------------------
+
+
+async def test_unknown_paths_wrong_methods_and_huge_bodies_get_openstack_errors(
+    cloud: Cloud, admin: Client
+) -> None:
+    assert admin.token is not None
+    token = admin.token.id
+    status, body = await raw(cloud, "GET", "/identity/v3/no-such-thing", token)
+    assert status == 404 and body["error"]["code"] == 404
+    status, body = await raw(cloud, "PATCH", "/identity/v3/auth/tokens", token)
+    assert status == 405 and body["error"]["code"] == 405
+    huge = b'{"project": {"name": "' + b"x" * (2 * 1024 * 1024) + b'"}}'
+    status, body = await raw(
+        cloud, "POST", "/identity/v3/projects", token, data=huge, headers={"Content-Type": "application/json"}
+    )
+    assert status == 413 and body["error"]["code"] == 413
+    status, body = await raw(cloud, "GET", "/identity/v3/projects/" + "a" * 5000, token)
+    assert status in (400, 404) and body["error"]["code"] == status
+
+
+async def test_every_response_carries_a_request_id(cloud: Cloud) -> None:
+    async with aiohttp.ClientSession() as http, http.get(f"{cloud.url}/identity/v3") as resp:
+        assert resp.headers["x-openstack-request-id"].startswith("req-")
+    async with aiohttp.ClientSession() as http, http.get(f"{cloud.url}/healthz") as resp:
+        assert resp.status == 200
+        assert (await resp.json())["checks"] == {"bus": "ok", "identity": "ok", "database": "ok"}
