@@ -70,9 +70,12 @@ class TokenSealer:
     def open(self, token: str) -> TokenData:
         """The token's data, if the seal holds; Unauthorized otherwise (expiry not checked)."""
         try:
-            blob = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            blob = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
         except (ValueError, TypeError):
             raise Unauthorized("The token is malformed.") from None
+        # One spelling per token: no stray characters, no spare bits set in the last one.
+        if base64.urlsafe_b64encode(blob).decode().rstrip("=") != token:
+            raise Unauthorized("The token is malformed.")
         head, nonce, sealed = blob[:5], blob[5:17], blob[17:]
         cipher = self._ciphers.get(head[1:5]) if head[:1] == VERSION else None
         if cipher is None or len(nonce) != 12:

@@ -56,12 +56,6 @@ class Pattern:
     regex: str
 
 
-def json_name(field: dataclasses.Field[Any]) -> str:
-    """The key a field has in JSON: its name, or `metadata={"json": ...}` for keys like
-    `router:external` that are not Python identifiers."""
-    return str(field.metadata.get("json", field.name))
-
-
 def encode(value: object) -> bytes:
     return orjson.dumps(value)
 
@@ -171,7 +165,10 @@ def _int(value: Any, path: str) -> int:
 
 def _float(value: Any, path: str) -> float:
     if type(value) is int:
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # a Python int beyond any double; orjson never makes one
+            raise Invalid(path, "expected a finite number") from None
     if type(value) is not float:
         raise Invalid(path, f"expected a number, got {_type_name(value)}")
     if not math.isfinite(value):
@@ -206,9 +203,13 @@ def _enum(tp: type[enum.Enum]) -> Decoder:
 
     def decode_enum(value: Any, path: str) -> enum.Enum:
         try:
-            return by_value[value]
+            member = by_value[value]
         except (KeyError, TypeError):
-            raise Invalid(path, f"expected one of {allowed}") from None
+            member = None
+        # type() as well as ==: true and 1.0 must not pass for an IntEnum's 1.
+        if member is None or type(value) is not type(member.value):
+            raise Invalid(path, f"expected one of {allowed}")
+        return member
 
     return decode_enum
 
@@ -339,16 +340,16 @@ def _dataclass(cls: type, allow_extra: bool) -> Decoder:
     fields = []
     for f in dataclasses.fields(cls):
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        fields.append((json_name(f), f.name, _decoder(hints[f.name], allow_extra), required))
-    known = {name for name, _, _, _ in fields}
+        fields.append((f.name, _decoder(hints[f.name], allow_extra), required))
+    known = {name for name, _, _ in fields}
 
     def decode_dataclass(value: Any, path: str) -> Any:
         if type(value) is not dict:
             raise Invalid(path or cls.__name__, f"expected an object, got {_type_name(value)}")
         kwargs = {}
-        for key, attr, decoder, required in fields:
+        for key, decoder, required in fields:
             if key in value:
-                kwargs[attr] = decoder(value[key], _at(path, key))
+                kwargs[key] = decoder(value[key], _at(path, key))
             elif required:
                 raise Invalid(_at(path, key), "this field is required")
         if not allow_extra and len(value) > len(kwargs):

@@ -117,9 +117,10 @@ def error_from_wire(data: object) -> FabricError:
     """Rebuild an error reply; anything malformed becomes `Invalid` naming what was wrong."""
     if not isinstance(data, dict):
         return Invalid("error", "an error reply must be an object")
-    cls = ERRORS.get(data.get("type"))  # type: ignore[arg-type]
+    name = data.get("type")
+    cls = ERRORS.get(name) if isinstance(name, str) else None
     if cls is None:
-        return Invalid("error.type", f"unknown error type {data.get('type')!r}")
+        return Invalid("error.type", f"unknown error type {str(name)[:100]!r}")
     args = data.get("args")
     if not isinstance(args, dict) or set(args) != set(cls.fields):
         return Invalid("error.args", f"{cls.__name__} takes {', '.join(cls.fields) or 'nothing'}")

@@ -89,7 +89,7 @@ def decode_reply(raw: Any) -> tuple[str, object | None, FabricError | None]:
     name = raw.get("type")
     if name is None:
         return id, None, None
-    cls = TYPES.get(name)
+    cls = TYPES.get(name) if isinstance(name, str) else None
     if cls is None:
         return id, None, Invalid("reply.type", f"unknown message type {str(name)[:100]!r}")
     try:
