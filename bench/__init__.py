@@ -1,0 +1,1 @@
+"""Load benchmarks of the fabric: `python -m bench rpc|tokens`; figures in RESULTS.md."""

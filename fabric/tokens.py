@@ -24,6 +24,8 @@ from protocol.errors import Unauthorized
 from protocol.identity import Revocation, RoleRef, TokenData
 
 VERSION = b"\x01"
+#: How many opened tokens a sealer remembers (about 1 KiB each).
+OPENED_CACHE_SIZE = 8192
 
 
 def new_key() -> str:
@@ -41,6 +43,11 @@ class TokenSealer:
         raw = [base64.urlsafe_b64decode(k) for k in keys]
         self._primary = _key_id(raw[0])
         self._ciphers = {_key_id(k): AESGCM(k) for k in raw}
+        # Tokens already opened under these keys: a client presents the same token many times,
+        # and opening one costs tens of microseconds. Only seals that held are kept; expiry and
+        # revocation are still checked on every use by `check`. A new sealer (key rotation)
+        # starts empty. Oldest entries go first when full.
+        self._opened: dict[str, TokenData] = {}
 
     def seal(self, data: TokenData) -> str:
         plain = orjson.dumps(
@@ -69,6 +76,15 @@ class TokenSealer:
 
     def open(self, token: str) -> TokenData:
         """The token's data, if the seal holds; Unauthorized otherwise (expiry not checked)."""
+        data = self._opened.get(token)
+        if data is None:
+            data = self._open(token)
+            if len(self._opened) >= OPENED_CACHE_SIZE:
+                del self._opened[next(iter(self._opened))]
+            self._opened[token] = data
+        return data
+
+    def _open(self, token: str) -> TokenData:
         try:
             blob = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
         except (ValueError, TypeError):

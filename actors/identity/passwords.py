@@ -1,7 +1,7 @@
 """Password hashing with argon2id, off the event loop.
 
 "production" is argon2-cffi's default profile (RFC 9106's low-memory choice: 3 passes over
-64 MiB, 4 lanes), roughly 50 ms of CPU per hash on one core here; "minimal" exists so that test
+64 MiB, 4 lanes): 170-190 ms per hash on this 2-core machine (bench/RESULTS.md); "minimal" exists so that test
 suites can create many users quickly and must never be used for a real cloud. A hash records its
 own parameters, so changing the profile affects new hashes only, and `needs_rehash` tells when
 an old one should be replaced at the next successful login.

@@ -114,7 +114,8 @@ class Bus:
         timeout_s: float = DEFAULT_CALL_TIMEOUT_S,
     ) -> Any:
         """Send `message` to `queue` and return the reply; raise the typed error replied."""
-        ctx = ctx.within(timeout_s)
+        if ctx.deadline > time.time() + timeout_s:  # else `within` would return the same context
+            ctx = ctx.within(timeout_s)
         left = ctx.seconds_left()
         what = f"{name_of(message)} on {queue}"
         if left <= 0:
@@ -153,6 +154,9 @@ class Bus:
         # its queue instead of being dropped by the exchange.
         # One declaration per queue, however many calls arrive while it is under way.
         declared = self._declared.get(queue)
+        if declared is not None and declared.done() and not declared.cancelled():
+            if declared.exception() is None:
+                return  # the common case, once per call: no shield, no extra future
         if declared is None:
             declared = self._declared[queue] = asyncio.ensure_future(self.transport.declare_queue(queue))
         try:
@@ -330,6 +334,10 @@ class Consumer:
         self.prefetch = prefetch
         self._room = asyncio.Semaphore(prefetch)
         self._tasks: set[asyncio.Task[None]] = set()
+        # The metric children of this queue, found once per type (and outcome): `labels()`
+        # costs as much as a small handler. Type names are registered ones, so this is bounded.
+        self._handled: dict[tuple[str, str], Any] = {}
+        self._timed: dict[str, Any] = {}
         self._subscription: Subscription | None = None
         self._stopping = False
 
@@ -408,7 +416,7 @@ class Consumer:
         if ctx.deadline <= time.time():
             if reply_to is None:
                 await self._dead([raw], reason="expired")
-            metrics.MESSAGES_HANDLED.labels(self.queue, envelope.type, "expired").inc()
+            self._count(envelope.type, "expired")
             return True
         async with self._room:
             request_id_var.set(ctx.request_id)
@@ -432,10 +440,13 @@ class Consumer:
                     return True
                 return False
             finally:
-                metrics.HANDLER_SECONDS.labels(self.queue, envelope.type).observe(
-                    time.perf_counter() - started
-                )
-                metrics.MESSAGES_HANDLED.labels(self.queue, envelope.type, outcome).inc()
+                timed = self._timed.get(envelope.type)
+                if timed is None:
+                    timed = self._timed[envelope.type] = metrics.HANDLER_SECONDS.labels(
+                        self.queue, envelope.type
+                    )
+                timed.observe(time.perf_counter() - started)
+                self._count(envelope.type, outcome)
             if reply_to is not None:
                 try:
                     self.bus._reply(reply_to, encode_reply(envelope.id, result))
@@ -443,6 +454,14 @@ class Consumer:
                     log.exception("handler returned an unregistered type", extra={"type": envelope.type})
                     self.bus._reply(reply_to, encode_error(envelope.id, Internal(ctx.request_id)))
             return True
+
+    def _count(self, type_name: str, outcome: str) -> None:
+        handled = self._handled.get((type_name, outcome))
+        if handled is None:
+            handled = self._handled[(type_name, outcome)] = metrics.MESSAGES_HANDLED.labels(
+                self.queue, type_name, outcome
+            )
+        handled.inc()
 
     async def _reject(self, raw: Any, reply_to: str | None, exc: Invalid) -> bool:
         envelope_id = raw.get("id") if isinstance(raw, dict) else None

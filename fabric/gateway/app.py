@@ -10,6 +10,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -30,6 +31,8 @@ from protocol.system import Ping
 log = logging.getLogger("fabric.gateway")
 
 MAX_BODY_BYTES = 1024 * 1024
+#: Methods counted by name in metrics; anything else a client invents is "OTHER".
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -55,8 +58,10 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         response.headers["x-openstack-request-id"] = rid
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     elapsed = time.perf_counter() - started
-    metrics.HTTP_REQUESTS.labels(route, request.method, str(response.status)).inc()
-    metrics.HTTP_SECONDS.labels(route, request.method).observe(elapsed)
+    method = request.method if request.method in KNOWN_METHODS else "OTHER"
+    counted, timed = _route_metrics(route, method, response.status)
+    counted.inc()
+    timed.observe(elapsed)
     level = (
         logging.ERROR if response.status >= 500 else logging.INFO if response.status >= 400 else logging.DEBUG
     )
@@ -72,6 +77,22 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             },
         )
     return response
+
+
+_metric_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def _route_metrics(route: str, method: str, status: int) -> tuple[Any, Any]:
+    """The request counter and latency histogram of one route, method and status. Found once:
+    `labels()` costs as much as a small handler. Routes are the app's own, so this is bounded."""
+    key = (route, method, status)
+    children = _metric_children.get(key)
+    if children is None:
+        children = _metric_children[key] = (
+            metrics.HTTP_REQUESTS.labels(route, method, str(status)),
+            metrics.HTTP_SECONDS.labels(route, method),
+        )
+    return children
 
 
 def _error(request: web.Request, status: int, message: str) -> web.Response:

@@ -3,6 +3,7 @@
 `base` is the public URL of the v3 API (`http://host:port/identity/v3`).
 """
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ VERSION_ID = "v3.14"
 VERSION_UPDATED = "2020-04-07T00:00:00Z"
 
 
+@functools.lru_cache(maxsize=4096)  # a token's two timestamps, formatted once, not per validation
 def iso(ts: float) -> str:
     """Keystone's timestamp form: `2026-11-25T10:00:00.000000Z`."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -176,6 +176,36 @@ def test_check_refuses_a_revoked_token() -> None:
         check(SEALER, revocations, SEALER.seal(data))
 
 
+def test_a_token_checked_before_is_still_refused_once_revoked_or_expired() -> None:
+    """The sealer remembers opened tokens; that must never skip the revocation or expiry check."""
+    sealer = TokenSealer([new_key()])
+    data = token_data(issued_at=time.time() - 10, expires_at=time.time() + 0.2)
+    token = sealer.seal(data)
+    revocations = RevocationList()
+    assert check(sealer, revocations, token) == data
+    assert check(sealer, revocations, token) == data  # from the sealer's memory now
+    revocations.add(rule(audit_id=data.audit_id, issued_before=time.time(), expires_at=data.expires_at))
+    with pytest.raises(Unauthorized, match="revoked"):
+        check(sealer, revocations, token)
+    time.sleep(0.25)
+    with pytest.raises(Unauthorized, match="expired"):
+        check(sealer, RevocationList(), token)
+
+
+def test_the_memory_of_opened_tokens_is_bounded_and_keeps_no_failures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("fabric.tokens.OPENED_CACHE_SIZE", 3)
+    sealer = TokenSealer([new_key()])
+    tokens = [sealer.seal(token_data(audit_id=f"audit-{i}")) for i in range(5)]
+    for token in tokens:
+        sealer.open(token)
+    assert list(sealer._opened) == tokens[-3:]
+    with pytest.raises(Unauthorized):
+        sealer.open(TokenSealer([new_key()]).seal(token_data()))
+    assert len(sealer._opened) == 3
+
+
 def test_check_refuses_a_forged_token_before_anything_else() -> None:
     with pytest.raises(Unauthorized, match="not valid"):
         check(SEALER, RevocationList(), TokenSealer([new_key()]).seal(token_data()))

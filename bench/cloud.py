@@ -1,0 +1,151 @@
+"""A fabric of the benchmark's own, on a database, a RabbitMQ vhost and a state directory made
+for this run and removed after it.
+
+Started through the same CLI a user runs (not in-process), so the gateway gets its own
+interpreter and core as it would in a deployment, and its figures are not muddled by the load
+generator sharing its event loop. With one gateway it is `fabric up` (everything in one
+process); with more, it is the scale-out layout: `fabric bootstrap`, then `fabric service
+identity` and N `fabric service gateway` processes sharing one port (SO_REUSEPORT), which is
+how a gateway uses more than one core.
+"""
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from bench.child import ChildFailed, child, open_log, stop, tail
+from bench.rabbit import private_vhost, why_no_vhost
+from fabric.config import Settings
+from fabric.store import drop_database
+
+log = logging.getLogger("bench")
+
+READY = "fabric is up"
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Where a gateway is and how to log in to it as a user with a project."""
+
+    url: str  # the gateway root, e.g. http://127.0.0.1:8080
+    username: str
+    password: str
+    project: str
+    user_domain: str = "Default"
+    project_domain: str = "Default"
+    #: The processes serving `url` by role, when the bench started them (for CPU accounting).
+    pids: dict[str, int] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def with_database(dsn: str, name: str) -> str:
+    return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
+
+
+def fabric_command() -> list[str]:
+    script = Path(sys.executable).parent / "fabric"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "fabric.cli"]
+
+
+@asynccontextmanager
+async def own_fabric(settings: Settings, *, hash_cost: str, gateways: int = 1) -> AsyncIterator[Credentials]:
+    """A fabric on private resources until the block ends; yields the admin's credentials."""
+    why = why_no_vhost(settings.amqp_url)
+    if why is not None:
+        # The fabric's queues have fixed names (`identity`): on a shared vhost they would mix
+        # with those of any cloud already running there.
+        raise RuntimeError(f"cannot make a private RabbitMQ vhost for the bench fabric: {why}")
+    database_url = with_database(settings.database_url, f"fabric_bench_{os.getpid()}")
+    password = secrets.token_urlsafe(18)
+    port = free_port()
+    with ExitStack() as stack:
+        amqp_url = stack.enter_context(private_vhost(settings.amqp_url))
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-fabric-")))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("FABRIC_", "OS_"))}
+        env.update(
+            FABRIC_CONFIG="/dev/null",  # everything it needs is below; no /etc/fabric surprises
+            FABRIC_DATABASE_URL=database_url,
+            FABRIC_AMQP_URL=amqp_url,
+            FABRIC_PASSWORD_HASH_COST=hash_cost,
+            FABRIC_ADMIN_USER=settings.admin_user,
+            FABRIC_ADMIN_PROJECT=settings.admin_project,
+            FABRIC_ADMIN_PASSWORD=password,
+            FABRIC_STATE_DIR=str(work / "state"),
+            FABRIC_GATEWAY_HOST="127.0.0.1",
+            FABRIC_PUBLIC_URL="",
+            FABRIC_LOG_LEVEL="INFO",
+        )
+        await drop_database(database_url)  # a leftover of a killed run with our PID
+        creds = Credentials(
+            url=f"http://127.0.0.1:{port}",
+            username=settings.admin_user,
+            password=password,
+            project=settings.admin_project,
+        )
+        logs = work / "fabric.log"
+        try:
+            async with AsyncExitStack() as procs:
+                start = _start_one if gateways == 1 else _start_scaled_out
+                creds.pids.update(await start(procs, env, port, gateways, work, logs))
+                yield creds
+        except ChildFailed:
+            log.error("the bench fabric failed; its log:\n%s", tail(logs))
+            raise
+        finally:
+            await drop_database(database_url)
+            log.info("dropped database %s", urlsplit(database_url).path.lstrip("/"))
+
+
+async def _start_one(
+    procs: AsyncExitStack, env: dict[str, str], port: int, gateways: int, work: Path, logs: Path
+) -> dict[str, int]:
+    """`fabric up`: identity and the gateway in one process."""
+    up = [*fabric_command(), "up", "--openrc", str(work / "admin-openrc"), "--port", str(port)]
+    proc = await procs.enter_async_context(child("fabric up", up, ready=READY, env=env, log_path=logs))
+    return {"fabric": proc.pid}
+
+
+async def _start_scaled_out(
+    procs: AsyncExitStack, env: dict[str, str], port: int, gateways: int, work: Path, logs: Path
+) -> dict[str, int]:
+    """Identity in a process of its own, and `gateways` gateway processes sharing `port`."""
+    fabric = fabric_command()
+    await _run_once([*fabric, "bootstrap"], env, logs)
+    identity = [*fabric, "service", "identity"]
+    proc = await procs.enter_async_context(
+        child("identity", identity, ready="identity serving", env=env, log_path=logs)
+    )
+    pids = {"identity": proc.pid}
+    for i in range(1, gateways + 1):
+        gateway = [*fabric, "service", "gateway", "--port", str(port)]
+        proc = await procs.enter_async_context(
+            child(f"gateway #{i}", gateway, ready="gateway listening", env=env, log_path=logs)
+        )
+        pids[f"gateway{i}"] = proc.pid
+    return pids
+
+
+async def _run_once(args: list[str], env: dict[str, str], log_path: Path) -> None:
+    with open_log(log_path) as log_file:
+        proc = await asyncio.create_subprocess_exec(*args, stdout=log_file, stderr=log_file, env=env)
+        try:
+            async with asyncio.timeout(120):
+                code = await proc.wait()
+        finally:
+            await stop(proc)
+    if code != 0:
+        raise ChildFailed(f"{' '.join(args[-2:])} exited with status {code}")
