@@ -173,6 +173,8 @@ async def run_up(settings: Settings, openrc_path: Path) -> None:
         services = await self_check(settings)
         print(f"fabric is up: {settings.gateway_url}", flush=True)
         print(f"  self-check: admin token issued; catalog: {', '.join(services)}", flush=True)
+        # To the operator's terminal, as keystone-manage bootstrap takes it; never to the logs.
+        print(f"  admin user: {settings.admin_user}  password: {settings.admin_password}", flush=True)
         print(f"  openrc: {openrc_path}  (source it, then: openstack token issue)", flush=True)
         await stop.wait()
         print("fabric: stopping", file=sys.stderr, flush=True)

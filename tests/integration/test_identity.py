@@ -349,3 +349,28 @@ async def test_every_response_carries_a_request_id(cloud: Cloud) -> None:
     async with aiohttp.ClientSession() as http, http.get(f"{cloud.url}/healthz") as resp:
         assert resp.status == 200
         assert (await resp.json())["checks"] == {"bus": "ok", "identity": "ok", "database": "ok"}
+
+
+# --- scopes ---------------------------------------------------------------------------------
+
+
+async def test_unscoped_domain_scoped_and_project_scoped_tokens(admin: Client, member: Member) -> None:
+    # Unscoped: the member names no scope and has no default project.
+    unscoped = await admin.identity.issue_token(password_auth(member.name, member.password))
+    assert unscoped.project_id is None and unscoped.roles == ()
+    project_scoped = await admin.identity.issue_token(
+        password_auth(member.name, member.password, project=member.project_name)
+    )
+    assert project_scoped.project_id == member.project_id
+    assert set(project_scoped.roles) == {"member", "reader"}  # member implies reader, as in Keystone
+    # Domain scope needs a role on the domain.
+    with pytest.raises(ApiError) as err:
+        await admin.identity.issue_token(password_auth(member.name, member.password, domain="Default"))
+    assert err.value.status == 401
+    reader = await admin.identity.role("reader")
+    await admin.identity.grant(reader.id, member.user_id, domain_id="default")
+    domain_scoped = await admin.identity.issue_token(
+        password_auth(member.name, member.password, domain="Default")
+    )
+    assert domain_scoped.project_id is None and domain_scoped.domain_id == "default"
+    assert set(domain_scoped.roles) == {"reader"}
