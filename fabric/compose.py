@@ -20,6 +20,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from actors.identity.actor import MIGRATIONS as IDENTITY_MIGRATIONS
 from actors.identity.actor import Identity
 from actors.identity.bootstrap import Bootstrapped, bootstrap
+from actors.image.actor import MIGRATIONS as IMAGE_MIGRATIONS
+from actors.image.actor import Image
 from fabric.actor import Actor, Supervisor
 from fabric.bus import Bus
 from fabric.bus.amqp import AmqpTransport
@@ -41,6 +43,7 @@ class ActorSpec:
 
 ACTORS: dict[str, ActorSpec] = {
     "identity": ActorSpec(Identity, "identity", IDENTITY_MIGRATIONS),
+    "image": ActorSpec(Image, "image", IMAGE_MIGRATIONS),
 }
 SERVICES = (*ACTORS, "gateway")
 

@@ -41,6 +41,10 @@ class Settings:
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: Where a single-service process serves /metrics and /healthz; 0: not served.
     metrics_port: Port = 0
+    #: Where the filesystem blob store keeps image data; empty: `state_dir/images`.
+    image_dir: str = ""
+    #: Image bytes a project may store, all its images together.
+    image_quota_bytes: Annotated[int, Range(0, 2**62)] = 100 * 1024**3
 
     @property
     def gateway_url(self) -> str:
@@ -49,6 +53,10 @@ class Settings:
     @property
     def state_path(self) -> Path:
         return Path(self.state_dir).expanduser()
+
+    @property
+    def image_path(self) -> Path:
+        return Path(self.image_dir).expanduser() if self.image_dir else self.state_path / "images"
 
     def with_admin_password(self) -> "Settings":
         """The admin password: configured, or the one kept in the state dir (made once)."""

@@ -3,9 +3,9 @@
 The list of protocol modules is explicit: adding a service means adding its module here.
 """
 
-from protocol import identity, system
+from protocol import identity, image, system
 
-MODULES = (identity, system)
+MODULES = (identity, image, system)
 
 
 def type_name(cls: type) -> str:

@@ -14,6 +14,7 @@ from fabric.config import Settings
 from fabric.store import drop_database, ensure_database
 from tests.support import (
     ADMIN_PASSWORD,
+    IMAGE_QUOTA_BYTES,
     base_settings,
     can_manage_rabbitmq,
     free_port,
@@ -57,6 +58,7 @@ def settings(amqp_url: str, database_url: str, tmp_path_factory: pytest.TempPath
         gateway_port=free_port(),
         public_url="",
         state_dir=str(tmp_path_factory.mktemp("state")),
+        image_quota_bytes=IMAGE_QUOTA_BYTES,
     )
 
 

@@ -23,6 +23,8 @@ from fabric.config import Settings, load_settings
 ROOT = Path(__file__).resolve().parent.parent
 FABRIC = Path(sys.executable).parent / "fabric"
 ADMIN_PASSWORD = "test-admin-password"
+#: Each project's image bytes in the test cloud: small, so that a test can exceed it.
+IMAGE_QUOTA_BYTES = 8 * 1024 * 1024
 
 
 def free_port() -> int:

@@ -16,11 +16,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fabric import metrics
+from fabric.blobs import FilesystemStore
 from fabric.bus import Bus
 from fabric.config import Settings
-from fabric.gateway import identity
+from fabric.gateway import identity, image
 from fabric.gateway.auth import Auth, service_context
-from fabric.gateway.context import AUTH, BUS, REQUEST_ID, SETTINGS
+from fabric.gateway.context import AUTH, BLOBS, BUS, REQUEST_ID, SETTINGS
 from fabric.gateway.errors import error_body, status_of
 from fabric.gateway.http import json_response
 from fabric.logs import request_id_var
@@ -126,9 +127,11 @@ def build_app(bus: Bus, auth: Auth, settings: Settings) -> web.Application:
     app[BUS] = bus
     app[AUTH] = auth
     app[SETTINGS] = settings
+    app[BLOBS] = FilesystemStore(settings.image_path)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     identity.add_routes(app)
+    image.add_routes(app)
     return app
 
 

@@ -2,6 +2,7 @@
 
 from aiohttp import web
 
+from fabric.blobs import BlobStore
 from fabric.bus import Bus
 from fabric.config import Settings
 from fabric.gateway.auth import Auth, context_for
@@ -11,6 +12,7 @@ from protocol.errors import Unauthorized
 BUS = web.AppKey("bus", Bus)
 AUTH = web.AppKey("auth", Auth)
 SETTINGS = web.AppKey("settings", Settings)
+BLOBS = web.AppKey("blobs", BlobStore)
 REQUEST_ID = web.RequestKey("fabric.request_id", str)
 
 

@@ -25,16 +25,20 @@ def no_content(headers: dict[str, str] | None = None) -> web.Response:
 
 
 async def read_json(request: web.Request, cls: type[T], *, allow_extra: bool = True) -> T:
-    """The body as `cls`; Invalid (400) names what is wrong. Size is bounded by the app's
-    client_max_size (413 beyond it)."""
+    """The body as `cls`; Invalid (400) names what is wrong."""
+    return decode(cls, await read_json_value(request), allow_extra=allow_extra)
+
+
+async def read_json_value(request: web.Request) -> Any:
+    """The body as parsed JSON, for bodies whose keys are free-form (Glance's images). Size is
+    bounded by the app's client_max_size (413 beyond it)."""
     raw = await request.read()
     if not raw:
         raise Invalid("body", "a JSON body is required")
     try:
-        data = orjson.loads(raw)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise Invalid("body", f"malformed JSON: {exc}") from None
-    return decode(cls, data, allow_extra=allow_extra)
 
 
 def query_bool(request: web.Request, name: str) -> bool | None:

@@ -147,3 +147,22 @@ async def test_token_revoke(cli: Cli) -> None:
     env.update(OS_AUTH_TYPE="token", OS_TOKEN=token)
     code, _, err = await Cli(env).run("project", "list", check=False)
     assert code != 0 and ("401" in err or "authenticat" in err.lower()), err
+
+
+async def test_image_create_list_show_delete(cli: Cli, tmp_path: Path) -> None:
+    import hashlib
+
+    name = f"compat-img-{uuid.uuid4().hex[:8]}"
+    data = os.urandom(1024 * 1024 + 3)
+    path = tmp_path / "disk.raw"
+    path.write_bytes(data)
+    created = await cli.json(
+        "image", "create", "--file", str(path), "--disk-format", "raw", "--container-format", "bare", name
+    )
+    assert created["name"] == name
+    shown = await cli.json("image", "show", name)
+    assert (shown["status"], shown["size"]) == ("active", len(data))
+    assert shown["checksum"] == hashlib.md5(data).hexdigest()
+    assert name in [i["Name"] for i in await cli.json("image", "list")]
+    await cli.run("image", "delete", name)
+    assert name not in [i["Name"] for i in await cli.json("image", "list")]

@@ -164,6 +164,10 @@ def constrained(base: Any, marks: list[Any]) -> st.SearchStrategy[Any]:
     if get_origin(base) is tuple and get_args(base)[1:] == (Ellipsis,):
         top = min(3 if max_len is None else max_len, min_len + 3)
         return st.lists(values(get_args(base)[0]), min_size=min_len, max_size=top).map(tuple)
+    if get_origin(base) is dict:
+        top = min(3 if max_len is None else max_len, min_len + 3)
+        key, value = get_args(base)
+        return st.dictionaries(values(key), values(value), min_size=min_len, max_size=top)
     raise TypeError(f"no strategy for Annotated[{base!r}, ...]: teach constrained() about it")
 
 
@@ -183,6 +187,8 @@ def full(tp: Any) -> Any:
         if get_origin(base) is tuple and get_args(base)[1:] == (Ellipsis,):
             n = min(max(min_len, 1), max_len if max_len is not None else 1)
             return (full(get_args(base)[0]),) * n
+        if get_origin(base) is dict:
+            return {"key": full(get_args(base)[1])}
         raise TypeError(f"no full value for Annotated[{base!r}, ...]: teach full() about it")
     simple = {str: "s", bool: True, int: 1, float: 1.5, UUID: UUID(int=1)}
     if tp in simple:
@@ -525,8 +531,13 @@ def test_lengths_and_ranges_are_checked_at_their_bounds(name: str) -> None:
 
 
 def sized(base: Any, current: Any, n: int) -> Any:
-    """A value like `current` (a string or a list of valid items) of length `n`."""
-    return "a" * n if base is str else [current[0]] * n
+    """A value like `current` (a string, a list or an object of valid items) of length `n`."""
+    if base is str:
+        return "a" * n
+    if isinstance(current, dict):
+        item = next(iter(current.values()))
+        return {f"k{i}": item for i in range(n)}
+    return [current[0]] * n
 
 
 def test_the_codec_checks_what_todays_messages_do_not_use() -> None:

@@ -1,0 +1,197 @@
+"""The image service: Glance's image records and their lifecycle behind the `image` queue.
+
+It owns the records; the bytes are streamed by the gateway into the blob store. An upload is
+a short saga kept in the record: `BeginUpload` takes a `queued` image into `saving` (only one
+upload at a time), `FinishUpload` makes it `active` after checking the owner's quota again
+under a per-project lock (so concurrent uploads cannot together exceed it), `AbortUpload`
+puts it back to `queued`. Visibility: admins see everything, others their project's images,
+public ones, and community ones.
+"""
+
+import time
+import uuid
+from pathlib import Path
+
+from actors.image import sql
+from fabric.actor import Actor, handles
+from fabric.bus import Bus
+from fabric.config import Settings
+from fabric.store import Connection, Store
+from protocol.envelope import Context
+from protocol.errors import Conflict, Forbidden, NotFound, QuotaExceeded
+from protocol.identity import QUEUE as IDENTITY
+from protocol.identity import RegisterService
+from protocol.image import (
+    QUEUE,
+    AbortUpload,
+    BeginUpload,
+    CreateImage,
+    DeleteImage,
+    FinishUpload,
+    GetImage,
+    ImageDeleted,
+    ImageList,
+    ImageView,
+    ListImages,
+    UpdateImage,
+    UploadGranted,
+)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def owner_of(ctx: Context) -> str:
+    if ctx.project_id is None:
+        raise Forbidden("image: a project-scoped token is needed")
+    return ctx.project_id
+
+
+def may_see(ctx: Context, image: ImageView) -> bool:
+    return ctx.is_admin or image.owner == ctx.project_id or image.visibility in ("public", "community")
+
+
+def may_change(ctx: Context, image: ImageView) -> bool:
+    return ctx.is_admin or image.owner == ctx.project_id
+
+
+class Image(Actor):
+    service = QUEUE
+
+    def __init__(self, bus: Bus, store: Store, settings: Settings) -> None:
+        super().__init__(bus)
+        self.store = store
+        self.settings = settings
+
+    async def setup(self) -> None:
+        msg = RegisterService(
+            type="image",
+            name="glance",
+            url=f"{self.settings.gateway_url}/image",
+            region=self.settings.region,
+            interfaces=("public", "internal", "admin"),
+        )
+        ctx = Context(request_id=f"req-{uuid.uuid4()}", deadline=time.time() + 30)
+        await self.bus.call(IDENTITY, msg, ctx)
+
+    async def check_database(self) -> bool:
+        return await self.store.is_healthy()
+
+    async def _visible(self, tx: Connection, ctx: Context, image_id: str, *, lock: bool = False) -> ImageView:
+        image = await sql.get(tx, image_id, lock=lock)
+        if image is None or not may_see(ctx, image):
+            raise NotFound("image", image_id)
+        return image
+
+    async def _changeable(self, tx: Connection, ctx: Context, image_id: str) -> ImageView:
+        image = await self._visible(tx, ctx, image_id, lock=True)
+        if not may_change(ctx, image):
+            raise Forbidden(f"image: {image_id} belongs to another project")
+        return image
+
+    @handles(CreateImage, key=lambda m: m.image_id)
+    async def create_image(self, msg: CreateImage, ctx: Context) -> ImageView:
+        owner = owner_of(ctx)
+        if msg.fields.visibility == "public" and not ctx.is_admin:
+            raise Forbidden("image: only admins publicize images")
+        if "reader" in ctx.roles and "member" not in ctx.roles and not ctx.is_admin:
+            raise Forbidden("image: readers cannot create images")
+        async with self.store.transaction() as tx:
+            created = await sql.insert(tx, msg.image_id, owner, msg.fields)
+        if created is None:
+            raise Conflict("image", f"an image with id {msg.image_id} exists")
+        return created
+
+    @handles(GetImage)
+    async def get_image(self, msg: GetImage, ctx: Context) -> ImageView:
+        async with self.store.transaction() as tx:
+            return await self._visible(tx, ctx, msg.image_id)
+
+    @handles(ListImages)
+    async def list_images(self, msg: ListImages, ctx: Context) -> ImageList:
+        async with self.store.transaction() as tx:
+            if msg.marker is not None:
+                await self._visible(tx, ctx, msg.marker)  # a marker one may not see is not found
+            filters = {
+                "name": msg.name,
+                "status": msg.status,
+                "visibility": msg.visibility,
+                "owner": msg.owner,
+                "id": list(msg.ids) if msg.ids is not None else None,
+                "os_hidden": msg.os_hidden,
+            }
+            items = await sql.listing(
+                tx,
+                admin=ctx.is_admin,
+                project=ctx.project_id,
+                # Community images are listed when asked for by visibility (as Glance does).
+                community=msg.visibility == "community" or msg.ids is not None,
+                filters=filters,
+                marker=msg.marker,
+                limit=msg.limit + 1,
+            )
+        return ImageList(items=tuple(items[: msg.limit]), more=len(items) > msg.limit)
+
+    @handles(UpdateImage, key=lambda m: m.image_id)
+    async def update_image(self, msg: UpdateImage, ctx: Context) -> ImageView:
+        async with self.store.transaction() as tx:
+            image = await self._changeable(tx, ctx, msg.image_id)
+            if msg.fields.visibility == "public" and image.visibility != "public" and not ctx.is_admin:
+                raise Forbidden("image: only admins publicize images")
+            if image.status != "queued" and (
+                msg.fields.disk_format != image.disk_format
+                or msg.fields.container_format != image.container_format
+            ):
+                raise Forbidden("image: disk and container formats are fixed once data is uploaded")
+            return await sql.update(tx, msg.image_id, msg.fields)
+
+    @handles(DeleteImage, key=lambda m: m.image_id)
+    async def delete_image(self, msg: DeleteImage, ctx: Context) -> ImageDeleted:
+        async with self.store.transaction() as tx:
+            image = await self._changeable(tx, ctx, msg.image_id)
+            if image.protected:
+                raise Forbidden(f"image: {msg.image_id} is protected")
+            if image.status == "saving":
+                raise Conflict("image", f"{msg.image_id} is being uploaded")
+            await sql.delete(tx, msg.image_id)
+        return ImageDeleted(location=image.location)
+
+    @handles(BeginUpload, key=lambda m: m.image_id)
+    async def begin_upload(self, msg: BeginUpload, ctx: Context) -> UploadGranted:
+        async with self.store.transaction() as tx:
+            image = await self._changeable(tx, ctx, msg.image_id)
+            if image.status != "queued":
+                raise Conflict("image", f"{msg.image_id} is {image.status}; data can be uploaded once")
+            if image.disk_format is None or image.container_format is None:
+                raise Conflict("image", "set disk_format and container_format before uploading data")
+            used = await sql.bytes_used(tx, image.owner, excluding=msg.image_id)
+            left = self.settings.image_quota_bytes - used
+            if left <= 0:
+                raise QuotaExceeded("image storage (bytes)", str(self.settings.image_quota_bytes))
+            location = f"{msg.image_id}-{uuid.uuid4().hex[:8]}"
+            await sql.set_status(tx, msg.image_id, "saving", location=location)
+        return UploadGranted(location=location, max_bytes=left)
+
+    @handles(FinishUpload, key=lambda m: m.image_id)
+    async def finish_upload(self, msg: FinishUpload, ctx: Context) -> ImageView:
+        async with self.store.transaction() as tx:
+            image = await self._changeable(tx, ctx, msg.image_id)
+            if image.status == "active" and image.checksum == msg.checksum:
+                return image  # a repeated finish: already done
+            if image.status != "saving":
+                raise Conflict("image", f"{msg.image_id} is {image.status}, not being uploaded")
+            await sql.lock_owner(tx, image.owner)
+            used = await sql.bytes_used(tx, image.owner, excluding=msg.image_id)
+            fits = used + msg.size <= self.settings.image_quota_bytes
+            if fits:
+                return await sql.activate(tx, msg.image_id, msg.size, msg.checksum, msg.os_hash_value)
+            await sql.set_status(tx, msg.image_id, "queued")
+        # Raised after the commit, so the image is queued again for a smaller upload.
+        raise QuotaExceeded("image storage (bytes)", str(self.settings.image_quota_bytes))
+
+    @handles(AbortUpload, key=lambda m: m.image_id)
+    async def abort_upload(self, msg: AbortUpload, ctx: Context) -> ImageView:
+        async with self.store.transaction() as tx:
+            image = await self._changeable(tx, ctx, msg.image_id)
+            if image.status != "saving":
+                return image
+            return await sql.set_status(tx, msg.image_id, "queued")
