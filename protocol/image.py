@@ -22,6 +22,7 @@ Status = Literal["queued", "saving", "active", "killed", "deactivated"]
 Tags = Annotated[tuple[Annotated[str, MinLen(1), MaxLen(255)], ...], MaxLen(128)]
 Properties = Annotated[dict[str, Annotated[str, MaxLen(65535)]], MaxLen(128)]
 Size = Annotated[int, Range(0, 2**62)]
+MemberStatus = Literal["pending", "accepted", "rejected"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,6 +98,8 @@ class ListImages:
     owner: Id | None = None
     ids: tuple[Id, ...] | None = None
     os_hidden: bool = False
+    #: Shared images are listed when the caller's membership has this status.
+    member_status: MemberStatus = "accepted"
     limit: Annotated[int, Range(1, 1000)] = 25
     marker: Id | None = None
 
@@ -155,6 +158,61 @@ class AbortUpload:
     image_id: Id
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberView:
+    image_id: str
+    member_id: str
+    status: MemberStatus
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberList:
+    items: tuple[MemberView, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AddMember:
+    """The owner shares a `shared` image with a project, `pending` its acceptance. Reply:
+    MemberView; Conflict when already a member."""
+
+    image_id: Id
+    member_id: Id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListMembers:
+    """The owner sees every member; a member sees itself. Reply: MemberList."""
+
+    image_id: Id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetMember:
+    """Reply: MemberView."""
+
+    image_id: Id
+    member_id: Id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetMemberStatus:
+    """The member project accepts or rejects (or reconsiders) the share. Reply: MemberView."""
+
+    image_id: Id
+    member_id: Id
+    status: MemberStatus
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoveMember:
+    """The owner stops sharing with a project. Reply: MemberList (the ones left)."""
+
+    image_id: Id
+    member_id: Id
+
+
 MESSAGES = (
     ImageView,
     ImageList,
@@ -169,4 +227,11 @@ MESSAGES = (
     UploadGranted,
     FinishUpload,
     AbortUpload,
+    MemberView,
+    MemberList,
+    AddMember,
+    ListMembers,
+    GetMember,
+    SetMemberStatus,
+    RemoveMember,
 )

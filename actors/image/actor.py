@@ -18,21 +18,28 @@ from fabric.bus import Bus
 from fabric.config import Settings
 from fabric.store import Connection, Store
 from protocol.envelope import Context
-from protocol.errors import Conflict, Forbidden, NotFound, QuotaExceeded
+from protocol.errors import Conflict, Forbidden, Invalid, NotFound, QuotaExceeded
 from protocol.identity import QUEUE as IDENTITY
 from protocol.identity import RegisterService
 from protocol.image import (
     QUEUE,
     AbortUpload,
+    AddMember,
     BeginUpload,
     CreateImage,
     DeleteImage,
     FinishUpload,
     GetImage,
+    GetMember,
     ImageDeleted,
     ImageList,
     ImageView,
     ListImages,
+    ListMembers,
+    MemberList,
+    MemberView,
+    RemoveMember,
+    SetMemberStatus,
     UpdateImage,
     UploadGranted,
 )
@@ -78,9 +85,15 @@ class Image(Actor):
 
     async def _visible(self, tx: Connection, ctx: Context, image_id: str, *, lock: bool = False) -> ImageView:
         image = await sql.get(tx, image_id, lock=lock)
-        if image is None or not may_see(ctx, image):
+        if image is None:
             raise NotFound("image", image_id)
-        return image
+        if may_see(ctx, image):
+            return image
+        # A shared image is seen by its members, whatever they answered (as Glance does).
+        if image.visibility == "shared" and ctx.project_id is not None:
+            if await sql.member(tx, image_id, ctx.project_id) is not None:
+                return image
+        raise NotFound("image", image_id)
 
     async def _changeable(self, tx: Connection, ctx: Context, image_id: str) -> ImageView:
         image = await self._visible(tx, ctx, image_id, lock=True)
@@ -125,6 +138,7 @@ class Image(Actor):
                 project=ctx.project_id,
                 # Community images are listed when asked for by visibility (as Glance does).
                 community=msg.visibility == "community" or msg.ids is not None,
+                member_status=msg.member_status,
                 filters=filters,
                 marker=msg.marker,
                 limit=msg.limit + 1,
@@ -195,3 +209,61 @@ class Image(Actor):
             if image.status != "saving":
                 return image
             return await sql.set_status(tx, msg.image_id, "queued")
+
+    # --- members: the owner shares, the member project accepts ------------------------------
+
+    @handles(AddMember, key=lambda m: m.image_id)
+    async def add_member(self, msg: AddMember, ctx: Context) -> MemberView:
+        async with self.store.transaction() as tx:
+            image = await self._changeable(tx, ctx, msg.image_id)
+            if image.visibility != "shared":
+                raise Forbidden(
+                    f"image: {msg.image_id} is {image.visibility}; only shared images have members"
+                )
+            if msg.member_id == image.owner:
+                raise Invalid("member", "the owner cannot be a member of its own image")
+            added = await sql.add_member(tx, msg.image_id, msg.member_id)
+        if added is None:
+            raise Conflict("image member", f"{msg.member_id} is a member of {msg.image_id} already")
+        return added
+
+    @handles(ListMembers)
+    async def list_members(self, msg: ListMembers, ctx: Context) -> MemberList:
+        async with self.store.transaction() as tx:
+            image = await self._visible(tx, ctx, msg.image_id)
+            if image.visibility != "shared":
+                raise Forbidden(
+                    f"image: {msg.image_id} is {image.visibility}; only shared images have members"
+                )
+            found = await sql.members(tx, msg.image_id)
+        if may_change(ctx, image):
+            return MemberList(items=tuple(found))
+        return MemberList(items=tuple(m for m in found if m.member_id == ctx.project_id))
+
+    @handles(GetMember)
+    async def get_member(self, msg: GetMember, ctx: Context) -> MemberView:
+        async with self.store.transaction() as tx:
+            image = await self._visible(tx, ctx, msg.image_id)
+            found = await sql.member(tx, msg.image_id, msg.member_id)
+        if found is None or not (may_change(ctx, image) or msg.member_id == ctx.project_id):
+            raise NotFound("image member", msg.member_id)
+        return found
+
+    @handles(SetMemberStatus, key=lambda m: m.image_id)
+    async def set_member_status(self, msg: SetMemberStatus, ctx: Context) -> MemberView:
+        if msg.member_id != ctx.project_id:  # not even an admin answers for another project
+            raise Forbidden("image: only the member project answers a share")
+        async with self.store.transaction() as tx:
+            await self._visible(tx, ctx, msg.image_id)
+            updated = await sql.set_member_status(tx, msg.image_id, msg.member_id, msg.status)
+        if updated is None:
+            raise NotFound("image member", msg.member_id)
+        return updated
+
+    @handles(RemoveMember, key=lambda m: m.image_id)
+    async def remove_member(self, msg: RemoveMember, ctx: Context) -> MemberList:
+        async with self.store.transaction() as tx:
+            await self._changeable(tx, ctx, msg.image_id)
+            if not await sql.remove_member(tx, msg.image_id, msg.member_id):
+                raise NotFound("image member", msg.member_id)
+            return MemberList(items=tuple(await sql.members(tx, msg.image_id)))

@@ -6,17 +6,22 @@ import asyncpg
 import orjson
 
 from fabric.store import Connection
-from protocol.image import ImageFields, ImageView
+from protocol.image import ImageFields, ImageView, MemberView
 
 COLUMNS = """id, name, status, visibility, owner, disk_format, container_format, size, checksum,
     os_hash_algo, os_hash_value, min_disk, min_ram, protected, os_hidden, tags, properties,
     extract(epoch FROM created_at) AS created_at, extract(epoch FROM updated_at) AS updated_at,
     location"""
 
-# Who sees an image: admins everything; others their own, public ones, community ones (by id,
-# or when asked for by visibility), shared ones they own.
+# Who sees an image in a listing: admins everything; others their own, public ones, community
+# ones (when asked for), and shared ones whose membership has the asked-for status.
 VISIBLE = """($1::bool OR owner = $2 OR visibility = 'public'
-              OR (visibility = 'community' AND ($3::bool)))"""
+              OR (visibility = 'community' AND $3::bool)
+              OR (visibility = 'shared' AND EXISTS (
+                    SELECT 1 FROM image.members m
+                    WHERE m.image_id = images.id AND m.member_id = $2 AND m.status = $4)))"""
+MEMBER_COLUMNS = """image_id, member_id, status,
+    extract(epoch FROM created_at) AS created_at, extract(epoch FROM updated_at) AS updated_at"""
 
 
 def view(r: asyncpg.Record) -> ImageView:
@@ -71,11 +76,12 @@ async def listing(
     admin: bool,
     project: str | None,
     community: bool,
+    member_status: str,
     filters: dict[str, Any],
     marker: str | None,
     limit: int,
 ) -> list[ImageView]:
-    where, args = [VISIBLE], list[Any]([admin, project, community])
+    where, args = [VISIBLE], list[Any]([admin, project, community, member_status])
     for column, value in filters.items():
         if value is None:
             continue
@@ -143,3 +149,54 @@ async def bytes_used(tx: Connection, owner: str, *, excluding: str) -> int:
 
 async def delete(tx: Connection, image_id: str) -> None:
     await tx.execute("DELETE FROM image.images WHERE id = $1", image_id)
+
+
+def member_view(r: asyncpg.Record) -> MemberView:
+    return MemberView(
+        image_id=r["image_id"],
+        member_id=r["member_id"],
+        status=r["status"],
+        created_at=float(r["created_at"]),
+        updated_at=float(r["updated_at"]),
+    )
+
+
+async def member(tx: Connection, image_id: str, member_id: str) -> MemberView | None:
+    r = await tx.fetchrow(
+        f"SELECT {MEMBER_COLUMNS} FROM image.members WHERE image_id = $1 AND member_id = $2",
+        image_id, member_id,
+    )  # fmt: skip
+    return member_view(r) if r else None
+
+
+async def members(tx: Connection, image_id: str) -> list[MemberView]:
+    rows = await tx.fetch(
+        f"SELECT {MEMBER_COLUMNS} FROM image.members WHERE image_id = $1 ORDER BY member_id", image_id
+    )
+    return [member_view(r) for r in rows]
+
+
+async def add_member(tx: Connection, image_id: str, member_id: str) -> MemberView | None:
+    """The new membership; None when the project is a member already."""
+    r = await tx.fetchrow(
+        f"""INSERT INTO image.members (image_id, member_id) VALUES ($1, $2)
+            ON CONFLICT DO NOTHING RETURNING {MEMBER_COLUMNS}""",
+        image_id, member_id,
+    )  # fmt: skip
+    return member_view(r) if r else None
+
+
+async def set_member_status(tx: Connection, image_id: str, member_id: str, status: str) -> MemberView | None:
+    r = await tx.fetchrow(
+        f"""UPDATE image.members SET status = $3, updated_at = now()
+            WHERE image_id = $1 AND member_id = $2 RETURNING {MEMBER_COLUMNS}""",
+        image_id, member_id, status,
+    )  # fmt: skip
+    return member_view(r) if r else None
+
+
+async def remove_member(tx: Connection, image_id: str, member_id: str) -> bool:
+    done: str = await tx.execute(
+        "DELETE FROM image.members WHERE image_id = $1 AND member_id = $2", image_id, member_id
+    )
+    return done != "DELETE 0"

@@ -7,29 +7,36 @@ size and checksums; on any failure `AbortUpload` and the partial blob is removed
 """
 
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from aiohttp import web
 
 from fabric.blobs import BlobStore
 from fabric.gateway import image_views as views
 from fabric.gateway.context import BLOBS, BUS, authenticated
-from fabric.gateway.http import json_response, no_content, query_bool, query_str, read_json_value
-from protocol.codec import decode
+from fabric.gateway.http import json_response, no_content, query_bool, query_str, read_json, read_json_value
+from protocol.codec import MaxLen, MinLen, decode
 from protocol.envelope import Context
 from protocol.errors import FabricError, Forbidden, Invalid, NotFound
 from protocol.image import (
     QUEUE,
     AbortUpload,
+    AddMember,
     BeginUpload,
     CreateImage,
     DeleteImage,
     FinishUpload,
     GetImage,
+    GetMember,
     ImageDeleted,
     ImageFields,
     ImageView,
     ListImages,
+    ListMembers,
+    MemberStatus,
+    RemoveMember,
+    SetMemberStatus,
     UpdateImage,
     UploadGranted,
 )
@@ -50,6 +57,11 @@ def add_routes(app: web.Application) -> None:
     r.add_delete("/image/v2/images/{image_id}", delete_image)
     r.add_put("/image/v2/images/{image_id}/file", upload)
     r.add_get("/image/v2/images/{image_id}/file", download)
+    r.add_get("/image/v2/images/{image_id}/members", list_members)
+    r.add_post("/image/v2/images/{image_id}/members", add_member)
+    r.add_get("/image/v2/images/{image_id}/members/{member_id}", show_member)
+    r.add_put("/image/v2/images/{image_id}/members/{member_id}", set_member_status)
+    r.add_delete("/image/v2/images/{image_id}/members/{member_id}", remove_member)
 
 
 async def versions(request: web.Request) -> web.Response:
@@ -119,6 +131,7 @@ async def list_images(request: web.Request) -> web.Response:
         "owner": query_str(request, "owner"),
         "ids": _ids(request),
         "os_hidden": bool(query_bool(request, "os_hidden")),
+        "member_status": query_str(request, "member_status"),
         "limit": _limit(request),
         "marker": query_str(request, "marker"),
     }
@@ -251,3 +264,51 @@ async def download(request: web.Request) -> web.StreamResponse:
             await response.write(chunk)
     await response.write_eof()
     return response
+
+
+# --- members -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewMember:
+    member: Annotated[str, MinLen(1), MaxLen(64)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberAnswer:
+    status: MemberStatus
+
+
+async def list_members(request: web.Request) -> web.Response:
+    ctx = authenticated(request)
+    found = await request.app[BUS].call(QUEUE, ListMembers(image_id=request.match_info["image_id"]), ctx)
+    return json_response(views.members(found.items))
+
+
+async def add_member(request: web.Request) -> web.Response:
+    ctx = authenticated(request)
+    body = await read_json(request, NewMember)
+    msg = AddMember(image_id=request.match_info["image_id"], member_id=body.member)
+    return json_response(views.member(await request.app[BUS].call(QUEUE, msg, ctx)))
+
+
+async def show_member(request: web.Request) -> web.Response:
+    ctx = authenticated(request)
+    msg = GetMember(image_id=request.match_info["image_id"], member_id=request.match_info["member_id"])
+    return json_response(views.member(await request.app[BUS].call(QUEUE, msg, ctx)))
+
+
+async def set_member_status(request: web.Request) -> web.Response:
+    ctx = authenticated(request)
+    body = await read_json(request, MemberAnswer)
+    msg = SetMemberStatus(
+        image_id=request.match_info["image_id"], member_id=request.match_info["member_id"], status=body.status
+    )
+    return json_response(views.member(await request.app[BUS].call(QUEUE, msg, ctx)))
+
+
+async def remove_member(request: web.Request) -> web.Response:
+    ctx = authenticated(request)
+    msg = RemoveMember(image_id=request.match_info["image_id"], member_id=request.match_info["member_id"])
+    await request.app[BUS].call(QUEUE, msg, ctx)
+    return no_content()

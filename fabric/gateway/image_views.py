@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from protocol.image import ImageView
+from protocol.image import ImageView, MemberView
 
 #: Keys Glance computes or owns; a client may not set them.
 READ_ONLY = frozenset(
@@ -65,6 +65,21 @@ def settable(i: ImageView) -> dict[str, Any]:
         tags=list(i.tags),
     )
     return body
+
+
+def member(m: MemberView) -> dict[str, Any]:
+    return {
+        "image_id": m.image_id,
+        "member_id": m.member_id,
+        "status": m.status,
+        "created_at": iso(m.created_at),
+        "updated_at": iso(m.updated_at),
+        "schema": "/v2/schemas/member",
+    }
+
+
+def members(ms: tuple[MemberView, ...]) -> dict[str, Any]:
+    return {"members": [member(m) for m in ms], "schema": "/v2/schemas/members"}
 
 
 def version(base: str) -> dict[str, Any]:

@@ -166,3 +166,22 @@ async def test_image_create_list_show_delete(cli: Cli, tmp_path: Path) -> None:
     assert name in [i["Name"] for i in await cli.json("image", "list")]
     await cli.run("image", "delete", name)
     assert name not in [i["Name"] for i in await cli.json("image", "list")]
+
+
+async def test_image_shared_with_a_project(cli: Cli, tmp_path: Path) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    project = await cli.json("project", "create", f"compat-share-{suffix}")
+    # --file, because without it the CLI uploads its stdin, and an empty upload is refused.
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(b"shared bytes")
+    image = await cli.json(
+        "image", "create", "--shared", "--file", str(disk), "--disk-format", "raw",
+        "--container-format", "bare", f"compat-sh-{suffix}",
+    )  # fmt: skip
+    await cli.run("image", "add", "project", image["id"], project["id"])
+    members = await cli.json("image", "member", "list", image["id"])
+    assert [(m["Member ID"], m["Status"]) for m in members] == [(project["id"], "pending")]
+    await cli.run("image", "remove", "project", image["id"], project["id"])
+    assert await cli.json("image", "member", "list", image["id"]) == []
+    await cli.run("image", "delete", image["id"])
+    await cli.run("project", "delete", project["id"])

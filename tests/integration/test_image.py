@@ -210,3 +210,51 @@ async def test_discovery_needs_no_token(cloud: Cloud) -> None:
         assert resp.status == 300
         body = await resp.json()
         assert body["versions"][0]["status"] == "CURRENT"
+
+
+async def test_a_shared_image_reaches_a_member_project_once_accepted(
+    images: Images,
+    member_images: Images,
+    member: Member,  # noqa: F811
+) -> None:
+    shared = await images.create(visibility="shared")
+    image_id = shared["id"]
+    # Before being added, the other project cannot see it.
+    assert (await member_images.call("GET", f"/images/{image_id}"))[0] == 404
+    status, added, _ = await images.call(
+        "POST", f"/images/{image_id}/members", json={"member": member.project_id}
+    )
+    assert status == 200 and (added["member_id"], added["status"]) == (member.project_id, "pending")
+    assert (await images.call("POST", f"/images/{image_id}/members", json={"member": member.project_id}))[
+        0
+    ] == 409
+    # Pending: visible by id, not yet in the default listing, listed when asked for pending ones.
+    assert (await member_images.call("GET", f"/images/{image_id}"))[0] == 200
+    listed = (await member_images.call("GET", "/images?limit=1000"))[1]["images"]
+    assert image_id not in {i["id"] for i in listed}
+    listed = (await member_images.call("GET", "/images?limit=1000&member_status=pending"))[1]["images"]
+    assert image_id in {i["id"] for i in listed}
+    # Only the member answers, and a member cannot change or share the image.
+    path = f"/images/{image_id}/members/{member.project_id}"
+    assert (await images.call("PUT", path, json={"status": "accepted"}))[0] == 403
+    status, answered, _ = await member_images.call("PUT", path, json={"status": "accepted"})
+    assert status == 200 and answered["status"] == "accepted"
+    listed = (await member_images.call("GET", "/images?limit=1000"))[1]["images"]
+    assert image_id in {i["id"] for i in listed}
+    assert (await member_images.call("DELETE", f"/images/{image_id}"))[0] == 403
+    other = {"member": "someone-else"}
+    assert (await member_images.call("POST", f"/images/{image_id}/members", json=other))[0] == 403
+    assert (await member_images.call("PUT", path, json={"status": "maybe"}))[0] == 400
+    # The owner sees every member, the member only itself; removing one ends its access.
+    status, body, _ = await images.call("GET", f"/images/{image_id}/members")
+    assert [m["member_id"] for m in body["members"]] == [member.project_id]
+    assert (await images.call("DELETE", path))[0] == 204
+    assert (await member_images.call("GET", f"/images/{image_id}"))[0] == 404
+    assert (await images.call("DELETE", path))[0] == 404
+
+
+async def test_only_shared_images_have_members(images: Images, member: Member) -> None:  # noqa: F811
+    private = await images.create(visibility="private")
+    body = {"member": member.project_id}
+    assert (await images.call("POST", f"/images/{private['id']}/members", json=body))[0] == 403
+    assert (await images.call("POST", f"/images/{private['id']}/members", json={}))[0] == 400
