@@ -17,6 +17,8 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from actors.compute.actor import MIGRATIONS as COMPUTE_MIGRATIONS
+from actors.compute.actor import Compute
 from actors.identity.actor import MIGRATIONS as IDENTITY_MIGRATIONS
 from actors.identity.actor import Identity
 from actors.identity.bootstrap import Bootstrapped, bootstrap
@@ -44,6 +46,7 @@ class ActorSpec:
 ACTORS: dict[str, ActorSpec] = {
     "identity": ActorSpec(Identity, "identity", IDENTITY_MIGRATIONS),
     "image": ActorSpec(Image, "image", IMAGE_MIGRATIONS),
+    "compute": ActorSpec(Compute, "compute", COMPUTE_MIGRATIONS),
 }
 SERVICES = (*ACTORS, "gateway")
 

@@ -19,7 +19,7 @@ from fabric import metrics
 from fabric.blobs import FilesystemStore
 from fabric.bus import Bus
 from fabric.config import Settings
-from fabric.gateway import identity, image
+from fabric.gateway import compute, identity, image
 from fabric.gateway.auth import Auth, service_context
 from fabric.gateway.context import AUTH, BLOBS, BUS, REQUEST_ID, SETTINGS
 from fabric.gateway.errors import error_body, status_of
@@ -132,6 +132,7 @@ def build_app(bus: Bus, auth: Auth, settings: Settings) -> web.Application:
     app.router.add_get("/metrics", metrics_endpoint)
     identity.add_routes(app)
     image.add_routes(app)
+    compute.add_routes(app)
     return app
 
 

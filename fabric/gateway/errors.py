@@ -47,8 +47,28 @@ def keystone_body(status: int, message: str) -> dict[str, Any]:
 
 ErrorShape = Callable[[int, str], dict[str, Any]]
 
+
 # By the path's first segment; services add theirs as they arrive.
-SHAPES: dict[str, ErrorShape] = {"identity": keystone_body}
+def nova_body(status: int, message: str) -> dict[str, Any]:
+    """Nova names its error object by kind; 401 comes from the token check, Keystone-shaped."""
+    if status == 401:
+        return keystone_body(status, message)
+    kind = NOVA_KINDS.get(status, "computeFault")
+    return {kind: {"code": status, "message": message}}
+
+
+NOVA_KINDS = {
+    400: "badRequest",
+    403: "forbidden",
+    404: "itemNotFound",
+    405: "badMethod",
+    406: "notAcceptable",
+    409: "conflictingRequest",
+    413: "overLimit",
+    415: "badMediaType",
+}
+
+SHAPES: dict[str, ErrorShape] = {"identity": keystone_body, "compute": nova_body}
 
 
 def error_body(path: str, status: int, message: str) -> dict[str, Any]:

@@ -185,3 +185,16 @@ async def test_image_shared_with_a_project(cli: Cli, tmp_path: Path) -> None:
     assert await cli.json("image", "member", "list", image["id"]) == []
     await cli.run("image", "delete", image["id"])
     await cli.run("project", "delete", project["id"])
+
+
+async def test_flavor_create_list_show_delete(cli: Cli) -> None:
+    name = f"compat-flv-{uuid.uuid4().hex[:8]}"
+    created = await cli.json("flavor", "create", "--ram", "512", "--disk", "1", "--vcpus", "1", name)
+    assert (created["name"], created["ram"], created["vcpus"], created["disk"]) == (name, 512, 1, 1)
+    assert name in [f["Name"] for f in await cli.json("flavor", "list")]
+    assert (await cli.json("flavor", "show", name))["id"] == created["id"]
+    private = await cli.json("flavor", "create", "--ram", "256", "--vcpus", "1", "--private", name + "-p")
+    assert private["os-flavor-access:is_public"] is False
+    assert name + "-p" in [f["Name"] for f in await cli.json("flavor", "list", "--all")]
+    await cli.run("flavor", "delete", name, name + "-p")
+    assert name not in [f["Name"] for f in await cli.json("flavor", "list")]

@@ -78,7 +78,7 @@ class Probe:
 
 ALL_TYPES = [*MESSAGE_TYPES, "test.Probe"]
 #: A string matching each Pattern in use; a new pattern needs its example here.
-PATTERN_EXAMPLES = {r"[a-z]{2,4}-[0-9]{1,3}": "ab-12"}
+PATTERN_EXAMPLES = {r"[a-z]{2,4}-[0-9]{1,3}": "ab-12", r"[A-Za-z0-9_.\- ]+": "m1.tiny"}
 
 
 def type_named(name: str) -> type:
@@ -527,7 +527,7 @@ def test_lengths_and_ranges_are_checked_at_their_bounds(name: str) -> None:
             for out in (base(lo) - step, base(hi) + step):
                 assert "between" in expect_invalid(cls, replaced(doc, path, out), field).reason
         if patterns:
-            expect_invalid(cls, replaced(doc, path, "NO-match"), field)
+            expect_invalid(cls, replaced(doc, path, "NO-match!"), field)
 
 
 def sized(base: Any, current: Any, n: int) -> Any:

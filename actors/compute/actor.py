@@ -1,0 +1,167 @@
+"""The compute service: flavors so far, behind the `compute` queue.
+
+Admins manage flavors and who may use the private ones; every project sees the public flavors
+and the private ones it was given, and nothing else (another project's private flavor is not
+found, not forbidden, so that its existence does not leak).
+"""
+
+import time
+import uuid
+from pathlib import Path
+
+from actors.compute import sql
+from fabric.actor import Actor, handles
+from fabric.bus import Bus
+from fabric.config import Settings
+from fabric.store import Store
+from protocol.compute import (
+    QUEUE,
+    CreateFlavor,
+    DeleteExtraSpec,
+    DeleteFlavor,
+    Done,
+    ExtraSpecs,
+    FlavorAccess,
+    FlavorList,
+    FlavorView,
+    GetExtraSpecs,
+    GetFlavor,
+    ListFlavorAccess,
+    ListFlavors,
+    SetExtraSpecs,
+    SetFlavorAccess,
+)
+from protocol.envelope import Context
+from protocol.errors import Conflict, Forbidden, Invalid, NotFound
+from protocol.identity import QUEUE as IDENTITY
+from protocol.identity import RegisterService
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def require_admin(ctx: Context, action: str) -> None:
+    if not ctx.is_admin:
+        raise Forbidden(f"compute:{action}")
+
+
+class Compute(Actor):
+    service = QUEUE
+
+    def __init__(self, bus: Bus, store: Store, settings: Settings) -> None:
+        super().__init__(bus)
+        self.store = store
+        self.settings = settings
+
+    async def setup(self) -> None:
+        msg = RegisterService(
+            type="compute",
+            name="nova",
+            url=f"{self.settings.gateway_url}/compute/v2.1",
+            region=self.settings.region,
+            interfaces=("public", "internal", "admin"),
+        )
+        ctx = Context(request_id=f"req-{uuid.uuid4()}", deadline=time.time() + 30)
+        await self.bus.call(IDENTITY, msg, ctx)
+
+    async def check_database(self) -> bool:
+        return await self.store.is_healthy()
+
+    @handles(CreateFlavor)
+    async def create_flavor(self, msg: CreateFlavor, ctx: Context) -> FlavorView:
+        require_admin(ctx, "create_flavor")
+        async with self.store.transaction() as tx:
+            created = await sql.insert_flavor(tx, msg)
+        if created is None:
+            raise Conflict("flavor", f"a flavor with id {msg.flavor_id} or name {msg.name} exists")
+        return created
+
+    @handles(GetFlavor)
+    async def get_flavor(self, msg: GetFlavor, ctx: Context) -> FlavorView:
+        async with self.store.transaction() as tx:
+            found = await sql.get_flavor(tx, msg.flavor_id, project=ctx.project_id, admin=ctx.is_admin)
+        if found is None:
+            raise NotFound("flavor", msg.flavor_id)
+        return found
+
+    @handles(ListFlavors)
+    async def list_flavors(self, msg: ListFlavors, ctx: Context) -> FlavorList:
+        async with self.store.transaction() as tx:
+            items = await sql.list_flavors(
+                tx,
+                project=ctx.project_id,
+                admin=ctx.is_admin,
+                is_public=msg.is_public,
+                min_ram=msg.min_ram,
+                min_disk=msg.min_disk,
+                marker=msg.marker,
+                limit=msg.limit + 1,
+            )
+        return FlavorList(items=tuple(items[: msg.limit]), more=len(items) > msg.limit)
+
+    @handles(DeleteFlavor)
+    async def delete_flavor(self, msg: DeleteFlavor, ctx: Context) -> Done:
+        require_admin(ctx, "delete_flavor")
+        async with self.store.transaction() as tx:
+            if not await sql.delete_flavor(tx, msg.flavor_id):
+                raise NotFound("flavor", msg.flavor_id)
+        return Done()
+
+    @handles(SetFlavorAccess, key=lambda m: m.flavor_id)
+    async def set_flavor_access(self, msg: SetFlavorAccess, ctx: Context) -> FlavorAccess:
+        require_admin(ctx, "set_flavor_access")
+        async with self.store.transaction() as tx:
+            flavor = await sql.get_flavor(tx, msg.flavor_id, project=None, admin=True)
+            if flavor is None:
+                raise NotFound("flavor", msg.flavor_id)
+            if flavor.is_public:
+                raise Conflict("flavor", f"{msg.flavor_id} is public: every project may use it")
+            if msg.allowed:
+                if not await sql.grant_flavor(tx, msg.flavor_id, msg.project_id):
+                    raise Conflict("flavor access", f"{msg.project_id} has access to {msg.flavor_id} already")
+            elif not await sql.revoke_flavor(tx, msg.flavor_id, msg.project_id):
+                raise NotFound("flavor access", msg.project_id)
+            return FlavorAccess(
+                flavor_id=msg.flavor_id, project_ids=tuple(await sql.flavor_access(tx, msg.flavor_id))
+            )
+
+    @handles(ListFlavorAccess)
+    async def list_flavor_access(self, msg: ListFlavorAccess, ctx: Context) -> FlavorAccess:
+        require_admin(ctx, "list_flavor_access")
+        async with self.store.transaction() as tx:
+            flavor = await sql.get_flavor(tx, msg.flavor_id, project=None, admin=True)
+            if flavor is None:
+                raise NotFound("flavor", msg.flavor_id)
+            if flavor.is_public:
+                raise NotFound("access list of public flavor", msg.flavor_id)  # as Nova answers
+            return FlavorAccess(
+                flavor_id=msg.flavor_id, project_ids=tuple(await sql.flavor_access(tx, msg.flavor_id))
+            )
+
+    @handles(GetExtraSpecs)
+    async def get_extra_specs(self, msg: GetExtraSpecs, ctx: Context) -> ExtraSpecs:
+        async with self.store.transaction() as tx:
+            if await sql.get_flavor(tx, msg.flavor_id, project=ctx.project_id, admin=ctx.is_admin) is None:
+                raise NotFound("flavor", msg.flavor_id)
+            specs = await sql.extra_specs(tx, msg.flavor_id)
+        return ExtraSpecs(flavor_id=msg.flavor_id, specs=specs or {})
+
+    @handles(SetExtraSpecs, key=lambda m: m.flavor_id)
+    async def set_extra_specs(self, msg: SetExtraSpecs, ctx: Context) -> ExtraSpecs:
+        require_admin(ctx, "set_extra_specs")
+        for key in msg.specs:
+            if not 1 <= len(key) <= 255:
+                raise Invalid(f"extra_specs.{key[:64]}", "a key has 1 to 255 characters")
+        async with self.store.transaction() as tx:
+            specs = await sql.merge_extra_specs(tx, msg.flavor_id, msg.specs)
+        if specs is None:
+            raise NotFound("flavor", msg.flavor_id)
+        return ExtraSpecs(flavor_id=msg.flavor_id, specs=specs)
+
+    @handles(DeleteExtraSpec, key=lambda m: m.flavor_id)
+    async def delete_extra_spec(self, msg: DeleteExtraSpec, ctx: Context) -> ExtraSpecs:
+        require_admin(ctx, "delete_extra_spec")
+        async with self.store.transaction() as tx:
+            specs = await sql.delete_extra_spec(tx, msg.flavor_id, msg.key)
+        if specs is None:
+            raise NotFound("flavor extra spec", f"{msg.flavor_id}/{msg.key}")
+        return ExtraSpecs(flavor_id=msg.flavor_id, specs=specs)

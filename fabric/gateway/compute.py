@@ -1,0 +1,300 @@
+"""Compute v2.1 (Nova) under `/compute`: flavors so far.
+
+Microversions: we serve exactly 2.1 and say so (`version` and `min_version` 2.1 in the version
+document), so clients use the base API. A request for another version gets 406, as Nova gives;
+`latest` means 2.1. Every compute response echoes the version in both of Nova's headers.
+"""
+
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import orjson
+from aiohttp import web
+
+from fabric.gateway.context import BUS, SETTINGS, authenticated
+from fabric.gateway.http import json_response, query_bool, query_str, read_json
+from protocol.codec import MaxLen, MinLen, Range, decode
+from protocol.compute import (
+    QUEUE,
+    CreateFlavor,
+    DeleteExtraSpec,
+    DeleteFlavor,
+    FlavorAccess,
+    FlavorView,
+    GetExtraSpecs,
+    GetFlavor,
+    ListFlavorAccess,
+    ListFlavors,
+    SetExtraSpecs,
+    SetFlavorAccess,
+)
+from protocol.errors import Invalid, NotFound
+
+MICROVERSION = "2.1"
+VERSION_HEADERS = {
+    "OpenStack-API-Version": f"compute {MICROVERSION}",
+    "X-OpenStack-Nova-API-Version": MICROVERSION,
+    "Vary": "OpenStack-API-Version, X-OpenStack-Nova-API-Version",
+}
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/compute", versions)
+    r.add_get("/compute/", versions)
+    r.add_get("/compute/v2.1", version)
+    r.add_get("/compute/v2.1/", version)
+    r.add_get("/compute/v2.1/flavors", list_flavors)
+    r.add_get("/compute/v2.1/flavors/detail", list_flavors_detail)
+    r.add_post("/compute/v2.1/flavors", create_flavor)
+    r.add_get("/compute/v2.1/flavors/{flavor_id}", show_flavor)
+    r.add_delete("/compute/v2.1/flavors/{flavor_id}", delete_flavor)
+    r.add_post("/compute/v2.1/flavors/{flavor_id}/action", flavor_action)
+    r.add_get("/compute/v2.1/flavors/{flavor_id}/os-flavor-access", list_flavor_access)
+    r.add_get("/compute/v2.1/flavors/{flavor_id}/os-extra_specs", list_extra_specs)
+    r.add_post("/compute/v2.1/flavors/{flavor_id}/os-extra_specs", set_extra_specs)
+    r.add_get("/compute/v2.1/flavors/{flavor_id}/os-extra_specs/{key}", show_extra_spec)
+    r.add_delete("/compute/v2.1/flavors/{flavor_id}/os-extra_specs/{key}", delete_extra_spec)
+
+
+def check_microversion(request: web.Request) -> None:
+    """406 for a microversion other than the one we serve (the header forms Nova accepts)."""
+    asked = request.headers.get("X-OpenStack-Nova-API-Version")
+    header = request.headers.get("OpenStack-API-Version", "")
+    if header.lower().startswith("compute "):
+        asked = header.split(None, 1)[1].strip()
+    if asked is not None and asked.lower() not in (MICROVERSION, "latest", "2.0"):
+        raise web.HTTPNotAcceptable(reason=f"Version {asked[:20]} is not supported by the API: 2.1 only.")
+
+
+def respond(data: Any, *, status: int = 200) -> web.Response:
+    return json_response(data, status=status, headers=VERSION_HEADERS)
+
+
+def _base(request: web.Request) -> str:
+    return f"{request.app[SETTINGS].gateway_url}/compute/v2.1"
+
+
+def _version_doc(request: web.Request) -> dict[str, Any]:
+    return {
+        "id": "v2.1",
+        "status": "CURRENT",
+        "version": MICROVERSION,
+        "min_version": MICROVERSION,
+        "updated": "2013-07-23T11:33:21Z",
+        "links": [{"rel": "self", "href": f"{_base(request)}/"}],
+        "media-types": [
+            {"base": "application/json", "type": "application/vnd.openstack.compute+json;version=2.1"}
+        ],
+    }
+
+
+async def versions(request: web.Request) -> web.Response:
+    return respond({"versions": [_version_doc(request)]})
+
+
+async def version(request: web.Request) -> web.Response:
+    return respond({"version": _version_doc(request)})
+
+
+# --- flavors -------------------------------------------------------------------------------
+
+
+def flavor_body(base: str, f: FlavorView, *, detail: bool = True) -> dict[str, Any]:
+    links = [
+        {"rel": "self", "href": f"{base}/flavors/{f.id}"},
+        {"rel": "bookmark", "href": f"{base.removesuffix('/v2.1')}/flavors/{f.id}"},
+    ]
+    if not detail:  # the list form carries exactly these (tempest checks)
+        return {"id": f.id, "name": f.name, "links": links}
+    return {
+        "id": f.id,
+        "name": f.name,
+        "vcpus": f.vcpus,
+        "ram": f.ram,
+        "disk": f.disk,
+        "swap": f.swap or "",
+        "OS-FLV-EXT-DATA:ephemeral": f.ephemeral,
+        "OS-FLV-DISABLED:disabled": f.disabled,
+        "os-flavor-access:is_public": f.is_public,
+        "rxtx_factor": f.rxtx_factor,
+        "links": links,
+    }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlavorFields:
+    name: Annotated[str, MinLen(1), MaxLen(255)]
+    vcpus: Annotated[int, Range(1, 2**31 - 1)]
+    ram: Annotated[int, Range(1, 2**31 - 1)]
+    disk: Annotated[int, Range(0, 2**31 - 1)] = 0
+    id: Annotated[str, MinLen(1), MaxLen(255)] | None = None
+    swap: Annotated[int, Range(0, 2**31 - 1)] | None = None
+    rxtx_factor: Annotated[float, Range(0.0, 1e6)] | None = None
+    description: Annotated[str, MaxLen(65535)] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlavorRequest:
+    flavor: dict[str, Any]
+
+
+async def create_flavor(request: web.Request) -> web.Response:
+    check_microversion(request)
+    ctx = authenticated(request)
+    raw = (await read_json(request, FlavorRequest)).flavor
+    # Nova's extension keys are not Python names: take them out before decoding the rest.
+    ephemeral = raw.pop("OS-FLV-EXT-DATA:ephemeral", None)
+    is_public = raw.pop("os-flavor-access:is_public", None)
+    body = decode(FlavorFields, raw, path="flavor", allow_extra=False)
+    ephemeral = 0 if ephemeral is None else ephemeral
+    if type(ephemeral) is not int or ephemeral < 0:
+        raise Invalid("flavor.OS-FLV-EXT-DATA:ephemeral", "a whole number of GiB, 0 or more")
+    if is_public is not None and type(is_public) is not bool:
+        raise Invalid("flavor.os-flavor-access:is_public", "true or false")
+    msg = CreateFlavor(
+        flavor_id=body.id or str(uuid.uuid4()),
+        name=body.name,
+        vcpus=body.vcpus,
+        ram=body.ram,
+        disk=body.disk,
+        swap=body.swap or 0,
+        ephemeral=ephemeral,
+        is_public=True if is_public is None else is_public,
+        rxtx_factor=1.0 if body.rxtx_factor is None else body.rxtx_factor,
+        description=body.description,
+    )
+    created = await request.app[BUS].call(QUEUE, msg, ctx)
+    return respond({"flavor": flavor_body(_base(request), created)})
+
+
+def _list_message(request: web.Request) -> ListFlavors:
+    raw_public = query_str(request, "is_public")
+    # `is_public=None` (the literal word, as the CLI sends it) and `all` mean every flavor.
+    is_public = None if raw_public is not None and raw_public.lower() in ("none", "all") else True
+    if raw_public is not None and is_public is not None:
+        is_public = query_bool(request, "is_public")
+    query: dict[str, Any] = {"is_public": is_public}
+    for name in ("minRam", "minDisk", "limit"):
+        value = query_str(request, name)
+        if value is not None:
+            if not value.isdigit():
+                raise Invalid(name, "a whole number")
+            query[{"minRam": "min_ram", "minDisk": "min_disk"}.get(name, name)] = int(value)
+    marker = query_str(request, "marker")
+    if marker is not None:
+        query["marker"] = marker
+    return decode(ListFlavors, query, path="query")
+
+
+async def _list(request: web.Request, *, detail: bool) -> web.Response:
+    check_microversion(request)
+    ctx = authenticated(request)
+    msg = _list_message(request)
+    found = await request.app[BUS].call(QUEUE, msg, ctx)
+    base = _base(request)
+    body: dict[str, Any] = {"flavors": [flavor_body(base, f, detail=detail) for f in found.items]}
+    if found.more:
+        path = "flavors/detail" if detail else "flavors"
+        body["flavors_links"] = [
+            {"rel": "next", "href": f"{base}/{path}?limit={msg.limit}&marker={found.items[-1].id}"}
+        ]
+    return respond(body)
+
+
+async def list_flavors(request: web.Request) -> web.Response:
+    return await _list(request, detail=False)
+
+
+async def list_flavors_detail(request: web.Request) -> web.Response:
+    return await _list(request, detail=True)
+
+
+async def show_flavor(request: web.Request) -> web.Response:
+    check_microversion(request)
+    ctx = authenticated(request)
+    found = await request.app[BUS].call(QUEUE, GetFlavor(flavor_id=request.match_info["flavor_id"]), ctx)
+    return respond({"flavor": flavor_body(_base(request), found)})
+
+
+async def delete_flavor(request: web.Request) -> web.Response:
+    check_microversion(request)
+    ctx = authenticated(request)
+    await request.app[BUS].call(QUEUE, DeleteFlavor(flavor_id=request.match_info["flavor_id"]), ctx)
+    return web.Response(status=202, headers=VERSION_HEADERS)
+
+
+def access_body(access: FlavorAccess) -> dict[str, Any]:
+    return {"flavor_access": [{"flavor_id": access.flavor_id, "tenant_id": p} for p in access.project_ids]}
+
+
+async def flavor_action(request: web.Request) -> web.Response:
+    """`addTenantAccess` / `removeTenantAccess`: `{"addTenantAccess": {"tenant": PROJECT}}`."""
+    check_microversion(request)
+    ctx = authenticated(request)
+    body = await read_json(request, dict[str, Any])
+    if len(body) != 1:
+        raise Invalid("body", "one action: addTenantAccess or removeTenantAccess")
+    ((action, args),) = body.items()
+    if action not in ("addTenantAccess", "removeTenantAccess"):
+        raise Invalid("body", f"unknown flavor action {action[:40]!r}")
+    if not isinstance(args, dict) or not isinstance(args.get("tenant"), str) or not args["tenant"]:
+        raise Invalid(f"{action}.tenant", "the project id to give or take access")
+    msg = SetFlavorAccess(
+        flavor_id=request.match_info["flavor_id"],
+        project_id=args["tenant"],
+        allowed=action == "addTenantAccess",
+    )
+    return respond(access_body(await request.app[BUS].call(QUEUE, msg, ctx)))
+
+
+async def list_flavor_access(request: web.Request) -> web.Response:
+    check_microversion(request)
+    ctx = authenticated(request)
+    msg = ListFlavorAccess(flavor_id=request.match_info["flavor_id"])
+    return respond(access_body(await request.app[BUS].call(QUEUE, msg, ctx)))
+
+
+# --- extra specs ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpecsRequest:
+    extra_specs: dict[str, Any]
+
+
+async def list_extra_specs(request: web.Request) -> web.Response:
+    check_microversion(request)
+    ctx = authenticated(request)
+    found = await request.app[BUS].call(QUEUE, GetExtraSpecs(flavor_id=request.match_info["flavor_id"]), ctx)
+    return respond({"extra_specs": found.specs})
+
+
+async def set_extra_specs(request: web.Request) -> web.Response:
+    check_microversion(request)
+    ctx = authenticated(request)
+    specs = (await read_json(request, SpecsRequest)).extra_specs
+    # Nova takes numbers and booleans too, and stores their string form.
+    as_text = {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in specs.items()}
+    msg = decode(SetExtraSpecs, {"flavor_id": request.match_info["flavor_id"], "specs": as_text}, path="")
+    found = await request.app[BUS].call(QUEUE, msg, ctx)
+    return respond({"extra_specs": {k: found.specs[k] for k in as_text}})
+
+
+async def show_extra_spec(request: web.Request) -> web.Response:
+    check_microversion(request)
+    ctx = authenticated(request)
+    flavor_id, key = request.match_info["flavor_id"], request.match_info["key"]
+    found = await request.app[BUS].call(QUEUE, GetExtraSpecs(flavor_id=flavor_id), ctx)
+    if key not in found.specs:
+        raise NotFound("flavor extra spec", f"{flavor_id}/{key}")
+    return respond({key: found.specs[key]})
+
+
+async def delete_extra_spec(request: web.Request) -> web.Response:
+    check_microversion(request)
+    ctx = authenticated(request)
+    msg = DeleteExtraSpec(flavor_id=request.match_info["flavor_id"], key=request.match_info["key"])
+    await request.app[BUS].call(QUEUE, msg, ctx)
+    return web.Response(status=200, headers=VERSION_HEADERS)
