@@ -7,6 +7,8 @@ import functools
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from protocol.identity import (
     AssignmentView,
     Catalog,
@@ -139,6 +141,28 @@ def catalog(cat: Catalog, project_id: str | None) -> list[dict[str, Any]]:
     return entries
 
 
+class RenderedCatalogs:
+    """The catalog as JSON, rendered once per project rather than on every token validation
+    (it is most of a validation's response). Starts over when the catalog object changes."""
+
+    MAX_PROJECTS = 4096
+
+    def __init__(self) -> None:
+        self._of: Catalog | None = None
+        self._json: dict[str | None, orjson.Fragment] = {}
+
+    def get(self, cat: Catalog, project_id: str | None) -> orjson.Fragment:
+        if cat is not self._of or len(self._json) >= self.MAX_PROJECTS:
+            self._of, self._json = cat, {}
+        rendered = self._json.get(project_id)
+        if rendered is None:
+            rendered = self._json[project_id] = orjson.Fragment(orjson.dumps(catalog(cat, project_id)))
+        return rendered
+
+
+RENDERED = RenderedCatalogs()
+
+
 def token(data: TokenData, cat: Catalog | None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "methods": list(data.methods),
@@ -164,5 +188,5 @@ def token(data: TokenData, cat: Catalog | None) -> dict[str, Any]:
     if data.project_id is not None or data.domain_id is not None:
         body["roles"] = [{"id": r.id, "name": r.name} for r in data.roles]
         if cat is not None:
-            body["catalog"] = catalog(cat, data.project_id)
+            body["catalog"] = RENDERED.get(cat, data.project_id)
     return {"token": body}
