@@ -5,15 +5,11 @@ and the private ones it was given, and nothing else (another project's private f
 found, not forbidden, so that its existence does not leak).
 """
 
-import time
-import uuid
 from pathlib import Path
 
 from actors.compute import sql
-from fabric.actor import Actor, handles
-from fabric.bus import Bus
-from fabric.config import Settings
-from fabric.store import Store
+from fabric.actor import handles
+from fabric.service import ServiceActor
 from protocol.compute import (
     QUEUE,
     CreateFlavor,
@@ -33,8 +29,6 @@ from protocol.compute import (
 )
 from protocol.envelope import Context
 from protocol.errors import Conflict, Forbidden, Invalid, NotFound
-from protocol.identity import QUEUE as IDENTITY
-from protocol.identity import RegisterService
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -44,27 +38,11 @@ def require_admin(ctx: Context, action: str) -> None:
         raise Forbidden(f"compute:{action}")
 
 
-class Compute(Actor):
+class Compute(ServiceActor):
     service = QUEUE
 
-    def __init__(self, bus: Bus, store: Store, settings: Settings) -> None:
-        super().__init__(bus)
-        self.store = store
-        self.settings = settings
-
     async def setup(self) -> None:
-        msg = RegisterService(
-            type="compute",
-            name="nova",
-            url=f"{self.settings.gateway_url}/compute/v2.1",
-            region=self.settings.region,
-            interfaces=("public", "internal", "admin"),
-        )
-        ctx = Context(request_id=f"req-{uuid.uuid4()}", deadline=time.time() + 30)
-        await self.bus.call(IDENTITY, msg, ctx)
-
-    async def check_database(self) -> bool:
-        return await self.store.is_healthy()
+        await self.register_endpoint("compute", "nova", "/compute/v2.1")
 
     @handles(CreateFlavor)
     async def create_flavor(self, msg: CreateFlavor, ctx: Context) -> FlavorView:

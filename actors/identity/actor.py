@@ -21,9 +21,10 @@ import asyncpg
 from actors.identity import sql
 from actors.identity.auth import authenticate
 from actors.identity.passwords import hash_password, verify_password
-from fabric.actor import Actor, handles
+from fabric.actor import handles
 from fabric.bus import Bus
 from fabric.config import Settings
+from fabric.service import ServiceActor
 from fabric.store import Connection, Store
 from fabric.tokens import TokenSealer, new_key
 from protocol.envelope import Context
@@ -97,13 +98,11 @@ def require_admin(ctx: Context, action: str) -> None:
         raise Forbidden(f"identity:{action}")
 
 
-class Identity(Actor):
+class Identity(ServiceActor):
     service = QUEUE
 
     def __init__(self, bus: Bus, store: Store, settings: Settings) -> None:
-        super().__init__(bus)
-        self.store = store
-        self.settings = settings
+        super().__init__(bus, store, settings)
         self.sealer: TokenSealer | None = None
 
     async def setup(self) -> None:
@@ -121,9 +120,6 @@ class Identity(Actor):
             interfaces=("public", "internal", "admin"),
         )
         await self.register_service(msg, Context(request_id=f"req-{new_id()}", deadline=time.time() + 30))
-
-    async def check_database(self) -> bool:
-        return await self.store.is_healthy()
 
     async def background(self) -> list[Awaitable[None]]:
         return [self._prune_revocations()]

@@ -8,19 +8,15 @@ puts it back to `queued`. Visibility: admins see everything, others their projec
 public ones, and community ones.
 """
 
-import time
 import uuid
 from pathlib import Path
 
 from actors.image import sql
-from fabric.actor import Actor, handles
-from fabric.bus import Bus
-from fabric.config import Settings
-from fabric.store import Connection, Store
+from fabric.actor import handles
+from fabric.service import ServiceActor
+from fabric.store import Connection
 from protocol.envelope import Context
 from protocol.errors import Conflict, Forbidden, Invalid, NotFound, QuotaExceeded
-from protocol.identity import QUEUE as IDENTITY
-from protocol.identity import RegisterService
 from protocol.image import (
     QUEUE,
     AbortUpload,
@@ -61,27 +57,11 @@ def may_change(ctx: Context, image: ImageView) -> bool:
     return ctx.is_admin or image.owner == ctx.project_id
 
 
-class Image(Actor):
+class Image(ServiceActor):
     service = QUEUE
 
-    def __init__(self, bus: Bus, store: Store, settings: Settings) -> None:
-        super().__init__(bus)
-        self.store = store
-        self.settings = settings
-
     async def setup(self) -> None:
-        msg = RegisterService(
-            type="image",
-            name="glance",
-            url=f"{self.settings.gateway_url}/image",
-            region=self.settings.region,
-            interfaces=("public", "internal", "admin"),
-        )
-        ctx = Context(request_id=f"req-{uuid.uuid4()}", deadline=time.time() + 30)
-        await self.bus.call(IDENTITY, msg, ctx)
-
-    async def check_database(self) -> bool:
-        return await self.store.is_healthy()
+        await self.register_endpoint("image", "glance", "/image")
 
     async def _visible(self, tx: Connection, ctx: Context, image_id: str, *, lock: bool = False) -> ImageView:
         image = await sql.get(tx, image_id, lock=lock)

@@ -1,0 +1,37 @@
+"""What every service actor shares: its database and settings, its health, and its place in
+the catalog (announced to identity at each start, idempotently, so a moved gateway URL or a
+new region takes effect on restart)."""
+
+import time
+import uuid
+
+from fabric.actor import Actor
+from fabric.bus import Bus
+from fabric.config import Settings
+from fabric.store import Store
+from protocol.envelope import Context
+from protocol.identity import QUEUE as IDENTITY
+from protocol.identity import RegisterService
+
+
+class ServiceActor(Actor):
+    def __init__(self, bus: Bus, store: Store, settings: Settings) -> None:
+        super().__init__(bus)
+        self.store = store
+        self.settings = settings
+
+    async def check_database(self) -> bool:
+        return await self.store.is_healthy()
+
+    async def register_endpoint(self, type: str, name: str, path: str) -> None:
+        """Put `gateway_url + path` in the catalog as this service's public, internal and admin
+        endpoint."""
+        msg = RegisterService(
+            type=type,
+            name=name,
+            url=f"{self.settings.gateway_url}{path}",
+            region=self.settings.region,
+            interfaces=("public", "internal", "admin"),
+        )
+        ctx = Context(request_id=f"req-{uuid.uuid4()}", deadline=time.time() + 30)
+        await self.bus.call(IDENTITY, msg, ctx)
