@@ -135,11 +135,6 @@ class DeleteExtraSpec:
     key: SpecKey
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Done:
-    """The command took effect; there is nothing to show."""
-
-
 MESSAGES = (
     FlavorView,
     FlavorList,
@@ -154,5 +149,4 @@ MESSAGES = (
     GetExtraSpecs,
     SetExtraSpecs,
     DeleteExtraSpec,
-    Done,
 )

@@ -101,11 +101,6 @@ class AssignmentList:
     items: tuple[AssignmentView, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Done:
-    """The command took effect; there is nothing to show."""
-
-
 # --- domains -----------------------------------------------------------------------------
 
 
@@ -533,7 +528,6 @@ MESSAGES = (
     UserList,
     RoleList,
     AssignmentList,
-    Done,
     CreateDomain,
     GetDomain,
     ListDomains,

@@ -139,6 +139,8 @@ class UploadGranted:
     location: str
     #: How many bytes the owner's quota leaves for this image.
     max_bytes: int
+    #: The md5 the owner declared (`owner_specified.openstack.md5`), which the data must match.
+    expected_md5: str | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

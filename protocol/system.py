@@ -26,4 +26,9 @@ class Echoed:
     payload: str
 
 
-MESSAGES = (Ping, Pong, Echo, Echoed)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Done:
+    """The reply of any command that took effect and has nothing to show."""
+
+
+MESSAGES = (Ping, Pong, Echo, Echoed, Done)

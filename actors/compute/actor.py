@@ -15,7 +15,6 @@ from protocol.compute import (
     CreateFlavor,
     DeleteExtraSpec,
     DeleteFlavor,
-    Done,
     ExtraSpecs,
     FlavorAccess,
     FlavorList,
@@ -29,6 +28,7 @@ from protocol.compute import (
 )
 from protocol.envelope import Context
 from protocol.errors import Conflict, Forbidden, Invalid, NotFound
+from protocol.system import Done
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

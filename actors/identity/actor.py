@@ -46,7 +46,6 @@ from protocol.identity import (
     DeleteUser,
     DomainList,
     DomainView,
-    Done,
     GetCatalog,
     GetDomain,
     GetProject,
@@ -82,6 +81,7 @@ from protocol.identity import (
     UserView,
 )
 from protocol.identity import Authenticate as AuthenticateMsg
+from protocol.system import Done
 
 log = logging.getLogger("actors.identity")
 

@@ -163,7 +163,8 @@ class Image(ServiceActor):
                 raise QuotaExceeded("image storage (bytes)", str(self.settings.image_quota_bytes))
             location = f"{msg.image_id}-{uuid.uuid4().hex[:8]}"
             await sql.set_status(tx, msg.image_id, "saving", location=location)
-        return UploadGranted(location=location, max_bytes=left)
+        expected = image.properties.get("owner_specified.openstack.md5") or None
+        return UploadGranted(location=location, max_bytes=left, expected_md5=expected)
 
     @handles(FinishUpload, key=lambda m: m.image_id)
     async def finish_upload(self, msg: FinishUpload, ctx: Context) -> ImageView:

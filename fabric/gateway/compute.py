@@ -170,10 +170,14 @@ async def create_flavor(request: web.Request) -> web.Response:
 
 
 def _list_message(request: web.Request) -> ListFlavors:
+    # Absent: public ones. `None` (the literal word, as the CLI sends it) or `all`: every flavor.
     raw_public = query_str(request, "is_public")
-    # `is_public=None` (the literal word, as the CLI sends it) and `all` mean every flavor.
-    is_public = None if raw_public is not None and raw_public.lower() in ("none", "all") else True
-    if raw_public is not None and is_public is not None:
+    is_public: bool | None
+    if raw_public is None:
+        is_public = True
+    elif raw_public.lower() in ("none", "all"):
+        is_public = None
+    else:
         is_public = query_bool(request, "is_public")
     query: dict[str, Any] = {"is_public": is_public}
     for name in ("minRam", "minDisk", "limit"):

@@ -6,6 +6,7 @@ the quota leaves), stream the body into the store while hashing, then `FinishUpl
 size and checksums; on any failure `AbortUpload` and the partial blob is removed.
 """
 
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -41,6 +42,7 @@ from protocol.image import (
     UploadGranted,
 )
 
+log = logging.getLogger("fabric.gateway.image")
 PATCH_TYPE = "application/openstack-images-v2.1-json-patch"
 
 
@@ -206,7 +208,6 @@ async def upload(request: web.Request) -> web.Response:
     ctx = authenticated(request)
     image_id = request.match_info["image_id"]
     bus, blobs = request.app[BUS], request.app[BLOBS]
-    current: ImageView = await bus.call(QUEUE, GetImage(image_id=image_id), ctx)
     granted: UploadGranted = await bus.call(QUEUE, BeginUpload(image_id=image_id), ctx)
     try:
         stored = await blobs.write(
@@ -214,7 +215,7 @@ async def upload(request: web.Request) -> web.Response:
         )
         if stored.size == 0:
             raise Invalid("body", "an image needs data: the upload was empty")
-        expected = current.properties.get("owner_specified.openstack.md5") or None
+        expected = granted.expected_md5
         if expected is not None and expected != stored.md5:
             raise Invalid("body", f"the data's md5 {stored.md5} is not the declared {expected[:64]}")
         await bus.call(
@@ -236,7 +237,11 @@ async def _abandon(bus: Any, blobs: BlobStore, location: str, image_id: str, ctx
     try:
         await bus.call(QUEUE, AbortUpload(image_id=image_id), ctx)
     except FabricError:
-        pass  # the image service will see `saving` and a new BeginUpload is refused; logged there
+        # The image stays `saving` (a new upload is refused with 409) until the abort is
+        # retried: say so rather than hide it.
+        log.warning(
+            "could not put an image back to queued after a failed upload", extra={"image_id": image_id}
+        )
 
 
 async def download(request: web.Request) -> web.StreamResponse:
