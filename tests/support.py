@@ -14,9 +14,11 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import orjson
 
 from fabric.config import Settings, load_settings
 
@@ -137,6 +139,19 @@ class Processes:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+async def api_call(
+    method: str, url: str, token: str | None, *, headers: dict[str, str] | None = None, **kw: Any
+) -> tuple[int, Any, dict[str, str]]:
+    """One HTTP call as any client makes it: status, the body (parsed if JSON, else bytes) and
+    the headers. `kw` goes to aiohttp (`json=`, `data=`)."""
+    sent = {"X-Auth-Token": token} if token else {}
+    sent.update(headers or {})
+    async with aiohttp.ClientSession() as http, http.request(method, url, headers=sent, **kw) as resp:
+        raw = await resp.read()
+        body = orjson.loads(raw) if resp.content_type == "application/json" and raw else raw
+        return resp.status, body, dict(resp.headers)
 
 
 async def wait_http(url: str, *, timeout_s: float = 30.0, status: int = 200) -> None:

@@ -4,12 +4,12 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 
 from fabric.client import Client
 from fabric.compose import Cloud
 from tests.integration.test_identity import Member, member  # noqa: F401 - the fixture
+from tests.support import api_call
 
 pytestmark = [pytest.mark.postgres, pytest.mark.amqp]
 
@@ -22,17 +22,7 @@ class Nova:
     async def call(
         self, method: str, path: str, json: Any = None, headers: dict[str, str] | None = None
     ) -> tuple[int, Any, dict[str, str]]:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.request(
-                method,
-                f"{self.base}{path}",
-                json=json,
-                headers={"X-Auth-Token": self.token, **(headers or {})},
-            ) as resp,
-        ):
-            body = await resp.json() if resp.content_type == "application/json" else await resp.text()
-            return resp.status, body, dict(resp.headers)
+        return await api_call(method, f"{self.base}{path}", self.token, json=json, headers=headers)
 
     async def create(self, **fields: Any) -> dict[str, Any]:
         flavor = {"name": f"flv-{uuid.uuid4().hex[:8]}", "ram": 512, "vcpus": 1, "disk": 1, **fields}

@@ -16,6 +16,7 @@ from fabric.compose import Cloud
 from fabric.logs import QUIET_LIBRARIES
 from fabric.tokens import TokenSealer
 from protocol.identity import RoleRef
+from tests.support import api_call
 
 pytestmark = [pytest.mark.postgres, pytest.mark.amqp]
 
@@ -47,14 +48,8 @@ async def member(admin: Client) -> AsyncIterator[Member]:
 
 
 async def raw(cloud: Cloud, method: str, path: str, token: str | None, **kw: Any) -> tuple[int, Any]:
-    headers = {"X-Auth-Token": token} if token else {}
-    headers.update(kw.pop("headers", {}))
-    async with (
-        aiohttp.ClientSession() as http,
-        http.request(method, f"{cloud.url}{path}", headers=headers, **kw) as resp,
-    ):
-        body = await resp.json() if resp.content_type == "application/json" else await resp.text()
-        return resp.status, body
+    status, body, _ = await api_call(method, f"{cloud.url}{path}", token, **kw)
+    return status, body
 
 
 # --- CRUD -----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from fabric.client import Client
 from fabric.compose import Cloud
 from tests.integration.test_identity import Member, member  # noqa: F401 - the fixture
-from tests.support import IMAGE_QUOTA_BYTES
+from tests.support import IMAGE_QUOTA_BYTES, api_call
 
 pytestmark = [pytest.mark.postgres, pytest.mark.amqp]
 PATCH = "application/openstack-images-v2.1-json-patch"
@@ -26,16 +26,8 @@ class Images:
     async def call(
         self, method: str, path: str, *, json: Any = None, data: Any = None, content_type: str | None = None
     ) -> tuple[int, Any, dict[str, str]]:
-        headers = {"X-Auth-Token": self.token}
-        if content_type:
-            headers["Content-Type"] = content_type
-        async with (
-            aiohttp.ClientSession() as http,
-            http.request(method, f"{self.base}{path}", json=json, data=data, headers=headers) as resp,
-        ):
-            raw = await resp.read()
-            body = await resp.json() if resp.content_type == "application/json" and raw else raw
-            return resp.status, body, dict(resp.headers)
+        headers = {"Content-Type": content_type} if content_type else None
+        return await api_call(method, f"{self.base}{path}", self.token, json=json, data=data, headers=headers)
 
     async def create(self, **fields: Any) -> dict[str, Any]:
         body = {"name": f"img-{uuid.uuid4().hex[:8]}", "disk_format": "raw", "container_format": "bare"}
