@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
         "--openrc", default="./admin-openrc", help="where to write the admin openrc (default ./admin-openrc)"
     )
     up.add_argument("--port", type=int, help="gateway port (default from settings: 8080)")
+    up.add_argument("--fake-hosts", type=int, help="also run N simulated compute hosts (fake driver)")
+    up.add_argument("--driver", choices=("libvirt", "fake", "none"), help="this machine's compute driver")
 
     from fabric.compose import SERVICES
 
@@ -30,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     service.add_argument("name", choices=SERVICES)
     service.add_argument("--port", type=int, help="gateway port, for `service gateway`")
     service.add_argument("--metrics-port", type=int, help="serve /metrics and /healthz on this port")
+    service.add_argument("--host", help="compute-agent: the host's name (default: this machine's)")
+    service.add_argument("--driver", choices=("libvirt", "fake"), help="compute-agent: the virt driver")
+    service.add_argument("--fake-hosts", type=int, help="compute-agent: run N simulated hosts instead")
 
     commands.add_parser("bootstrap", help="create the admin user, project, roles and catalog (idempotent)")
     db = commands.add_parser("db", help="database commands")
@@ -42,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
             args.config,
             gateway_port=getattr(args, "port", None),
             metrics_port=getattr(args, "metrics_port", None),
+            compute_host=getattr(args, "host", None),
+            compute_driver=getattr(args, "driver", None),
+            fake_hosts=getattr(args, "fake_hosts", None),
         )
     except Invalid as exc:
         print(f"fabric: bad setting: {exc.message}", file=sys.stderr)

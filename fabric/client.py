@@ -20,11 +20,10 @@ from typing import Any, Self
 import aiohttp
 import orjson
 
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, request_id: str | None) -> None:
-        super().__init__(f"HTTP {status}: {message} (request {request_id})")
-        self.status, self.message, self.request_id = status, message, request_id
+from fabric.api_error import ApiError as ApiError
+from fabric.compute_client import ComputeApi, ImageApi
+from fabric.compute_client import Server as Server
+from fabric.compute_client import ServerFailed as ServerFailed
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +188,8 @@ class Client:
         self._http: aiohttp.ClientSession | None = None
         self.token: Token | None = None
         self.identity = IdentityApi(self)
+        self.compute = ComputeApi(self)
+        self.image = ImageApi(self)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Client":

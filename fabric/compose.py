@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +19,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from actors.compute.actor import MIGRATIONS as COMPUTE_MIGRATIONS
 from actors.compute.actor import Compute
+from actors.compute_agent.agent import ComputeAgent, HostConfig
+from actors.compute_agent.fake_driver import FakeDriver
 from actors.identity.actor import MIGRATIONS as IDENTITY_MIGRATIONS
 from actors.identity.actor import Identity
 from actors.identity.bootstrap import Bootstrapped, bootstrap
 from actors.image.actor import MIGRATIONS as IMAGE_MIGRATIONS
 from actors.image.actor import Image
+from actors.scheduler.actor import MIGRATIONS as SCHEDULER_MIGRATIONS
+from actors.scheduler.actor import Scheduler
+from fabric import seed
 from fabric.actor import Actor, Supervisor
+from fabric.blobs import FilesystemStore
 from fabric.bus import Bus
 from fabric.bus.amqp import AmqpTransport
 from fabric.client import Client
@@ -32,6 +38,8 @@ from fabric.config import Settings
 from fabric.gateway.app import Gateway
 from fabric.gateway.http import json_response
 from fabric.store import Store, ensure_database, migrate
+from fabric.virt import HostResources, VirtDriver
+from protocol.compute_agent import host_queue
 
 log = logging.getLogger("fabric")
 
@@ -47,8 +55,80 @@ ACTORS: dict[str, ActorSpec] = {
     "identity": ActorSpec(Identity, "identity", IDENTITY_MIGRATIONS),
     "image": ActorSpec(Image, "image", IMAGE_MIGRATIONS),
     "compute": ActorSpec(Compute, "compute", COMPUTE_MIGRATIONS),
+    "scheduler": ActorSpec(Scheduler, "scheduler", SCHEDULER_MIGRATIONS),
 }
-SERVICES = (*ACTORS, "gateway")
+SERVICES = (*ACTORS, "gateway", "compute-agent")
+
+
+def fake_fleet(bus: Bus, settings: Settings, *, hosts: int, prefix: str) -> ComputeAgent:
+    """`hosts` simulated hosts named `<prefix>-00001`... behind one agent and one queue, sized
+    by `fake_host_shapes` in turn."""
+    shapes = [HostResources(vcpus=v, ram_mb=r, disk_gb=d) for v, r, d in settings.fake_shapes]
+    configs = [
+        HostConfig(
+            name=f"{prefix}-{i:05d}",
+            driver=FakeDriver(
+                host=f"{prefix}-{i:05d}",
+                resources=shapes[(i - 1) % len(shapes)],
+                spawn_latency_s=settings.fake_spawn_latency_s,
+                failure_rate=settings.fake_failure_rate,
+                seed=settings.fake_seed,
+            ),
+            availability_zone=settings.availability_zone,
+        )
+        for i in range(1, hosts + 1)
+    ]
+    return ComputeAgent(
+        bus, configs, queue=f"compute.fleet.{prefix}", report_interval_s=settings.capacity_report_interval_s
+    )
+
+
+def why_no_libvirt(settings: Settings) -> str | None:
+    """Why this machine cannot run a libvirt host, or None when it can."""
+    try:
+        import libvirt
+    except ImportError:
+        return "libvirt-python is not installed (scripts/setup.sh installs it)"
+    try:
+        conn = libvirt.open(settings.libvirt_uri)
+    except libvirt.libvirtError as exc:
+        return f"cannot connect to {settings.libvirt_uri}: {exc}"
+    conn.close()
+    return None
+
+
+def this_host(bus: Bus, settings: Settings) -> ComputeAgent:
+    """The agent of this machine's own compute host, per `compute_driver` (not `none`)."""
+    host = settings.host_name
+    driver: VirtDriver
+    if settings.compute_driver == "fake":
+        driver = FakeDriver(
+            host=host,
+            resources=HostResources(
+                vcpus=settings.fake_host_vcpus,
+                ram_mb=settings.fake_host_ram_mb,
+                disk_gb=settings.fake_host_disk_gb,
+            ),
+            spawn_latency_s=settings.fake_spawn_latency_s,
+            failure_rate=settings.fake_failure_rate,
+            seed=settings.fake_seed,
+        )
+    else:
+        from actors.compute_agent.libvirt_driver import LibvirtDriver
+
+        driver = LibvirtDriver(
+            uri=settings.libvirt_uri,
+            virt_type=settings.virt_type,
+            blobs=FilesystemStore(settings.image_path),
+            state_dir=settings.compute_path / host,
+            host=host,
+        )
+    return ComputeAgent(
+        bus,
+        [HostConfig(name=host, driver=driver, availability_zone=settings.availability_zone)],
+        queue=host_queue(host),
+        report_interval_s=settings.capacity_report_interval_s,
+    )
 
 
 async def migrate_all(settings: Settings) -> list[str]:
@@ -105,13 +185,18 @@ class Cloud:
     check tokens; leaving stops the gateway, drains the actors and disconnects.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, services: Collection[str] = tuple(ACTORS)) -> None:
+        """`services`: the actors to run here (all by default); tests run some of them as
+        separate processes to kill them."""
         self.settings = settings.with_admin_password()
+        self.services = services
         self.store: Store | None = None
         self.bus: Bus | None = None
         self.gateway: Gateway | None = None
         self.supervisors: list[Supervisor] = []
         self._tasks: list[asyncio.Task[None]] = []
+        #: What `up` tells the operator about the compute hosts it runs.
+        self.notes: list[str] = []
 
     @property
     def url(self) -> str:
@@ -125,9 +210,9 @@ class Cloud:
         try:
             self.bus = bus = await _connect_bus(settings, "fabric-up")
             for name, spec in ACTORS.items():
-                sup = Supervisor(functools.partial(spec.make, bus, store, settings), name=name)
-                self.supervisors.append(sup)
-                self._tasks.append(asyncio.create_task(sup.run(), name=f"actor:{name}"))
+                if name in self.services:
+                    self._supervise(name, functools.partial(spec.make, bus, store, settings))
+            self._start_agents(bus)
             self.gateway = Gateway(bus, settings)
             await self.gateway.start()
             await asyncio.wait_for(self.gateway.auth.ready.wait(), timeout=30)
@@ -135,6 +220,26 @@ class Cloud:
             await self.__aexit__()
             raise
         return self
+
+    def _supervise(self, name: str, make: Callable[[], Actor]) -> None:
+        sup = Supervisor(make, name=name)
+        self.supervisors.append(sup)
+        self._tasks.append(asyncio.create_task(sup.run(), name=f"actor:{name}"))
+
+    def _start_agents(self, bus: Bus) -> None:
+        settings = self.settings
+        why = why_no_libvirt(settings) if settings.compute_driver == "libvirt" else None
+        if why is not None:
+            self.notes.append(f"no libvirt compute host: {why}")
+            log.warning("no libvirt compute host", extra={"reason": why})
+        elif settings.compute_driver != "none":
+            self._supervise("compute-agent", lambda: this_host(bus, settings))
+            self.notes.append(f"compute host {settings.host_name} ({settings.compute_driver})")
+        if settings.fake_hosts:
+            self._supervise(
+                "fake-fleet", lambda: fake_fleet(bus, settings, hosts=settings.fake_hosts, prefix="fake")
+            )
+            self.notes.append(f"{settings.fake_hosts} simulated host(s) fake-00001... (fake driver)")
 
     async def __aexit__(self, *exc: object) -> None:
         if self.gateway is not None:
@@ -148,9 +253,10 @@ class Cloud:
             await self.store.close()
 
 
-async def self_check(settings: Settings) -> list[str]:
+async def self_check(settings: Settings) -> tuple[list[str], list[str]]:
     """Prove the cloud answers as a user would reach it: authenticate through the gateway with
-    the admin credentials, read the catalog from the token. Raises if anything is wrong."""
+    the admin credentials, read the catalog from the token, and seed the flavors and the test
+    guest image (`fabric.seed`). Returns the catalog's services and what was seeded."""
     async with Client(
         f"{settings.gateway_url}/identity/v3",
         username=settings.admin_user,
@@ -158,7 +264,18 @@ async def self_check(settings: Settings) -> list[str]:
         project_name=settings.admin_project,
     ) as client:
         assert client.token is not None
-        return sorted(f"{s['type']} ({s['name']})" for s in client.token.catalog)
+        services = sorted(f"{s['type']} ({s['name']})" for s in client.token.catalog)
+        seeded = [f"flavor {name}" for name in await seed.seed_flavors(client)]
+        guest_dir = (
+            Path(settings.test_guest_dir) if settings.test_guest_dir else seed.default_test_guest_dir()
+        )
+        image = await seed.seed_test_guest(client, guest_dir)
+        seeded.append(
+            f"image test-guest ({image})"
+            if image
+            else f"no test guest in {guest_dir} (scripts/build-test-guest.sh)"
+        )
+        return services, seeded
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -176,9 +293,12 @@ async def run_up(settings: Settings, openrc_path: Path) -> None:
     async with Cloud(settings) as cloud:
         settings = cloud.settings
         _write_private(openrc_path, openrc(settings))
-        services = await self_check(settings)
+        services, seeded = await self_check(settings)
         print(f"fabric is up: {settings.gateway_url}", flush=True)
         print(f"  self-check: admin token issued; catalog: {', '.join(services)}", flush=True)
+        for note in cloud.notes:
+            print(f"  {note}", flush=True)
+        print(f"  seeded: {', '.join(seeded)}", flush=True)
         # To the operator's terminal, as keystone-manage bootstrap takes it; never to the logs.
         print(f"  admin user: {settings.admin_user}  password: {settings.admin_password}", flush=True)
         print(f"  openrc: {openrc_path}  (source it, then: openstack token issue)", flush=True)
@@ -228,6 +348,9 @@ async def run_service(name: str, settings: Settings, *, reuse_port: bool = True)
         finally:
             await bus.close()
         return
+    if name == "compute-agent":
+        await _run_agent(settings, stop)
+        return
     spec = ACTORS[name]
     await ensure_database(settings.database_url)
     await migrate(settings.database_url, spec.schema, spec.migrations)
@@ -246,3 +369,27 @@ async def run_service(name: str, settings: Settings, *, reuse_port: bool = True)
             await metrics_runner.cleanup()
         await bus.close()
         await store.close()
+
+
+async def _run_agent(settings: Settings, stop: asyncio.Event) -> None:
+    """This machine's compute host, or (with `fake_hosts`) a simulated fleet named after it."""
+    bus = await _connect_bus(settings, f"fabric-compute-agent-{settings.host_name}")
+
+    def make() -> Actor:
+        if settings.fake_hosts:
+            return fake_fleet(bus, settings, hosts=settings.fake_hosts, prefix=settings.host_name)
+        return this_host(bus, settings)
+
+    sup = Supervisor(make, name="compute-agent")
+    metrics_runner = await _metrics_server(settings, bus, sup)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(sup.run(), name="actor:compute-agent")
+            what = f"{settings.fake_hosts} fake hosts" if settings.fake_hosts else settings.compute_driver
+            print(f"compute-agent serving {settings.host_name} ({what})", flush=True)
+            await stop.wait()
+            sup.stop()
+    finally:
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
+        await bus.close()

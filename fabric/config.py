@@ -8,13 +8,14 @@ exists. Values are checked by the protocol codec, so a bad one is reported by na
 import dataclasses
 import os
 import secrets
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_type_hints
 
-from protocol.codec import MinLen, Range, decode
+from protocol.codec import MinLen, Pattern, Range, decode
 from protocol.errors import Invalid
 
 DEFAULT_FILE = Path("/etc/fabric/fabric.toml")
@@ -45,6 +46,49 @@ class Settings:
     image_dir: str = ""
     #: Image bytes a project may store, all its images together.
     image_quota_bytes: Annotated[int, Range(0, 2**62)] = 100 * 1024**3
+    #: Over-commit: a host takes guests up to its capacity times these (Nova's defaults).
+    cpu_allocation_ratio: Annotated[float, Range(0.0, 1000.0)] = 4.0
+    ram_allocation_ratio: Annotated[float, Range(0.0, 1000.0)] = 1.0
+    disk_allocation_ratio: Annotated[float, Range(0.0, 1000.0)] = 1.0
+    #: "spread" puts a server on the host with the most room left; "pack" on the fullest that fits.
+    scheduler_weigher: Literal["spread", "pack"] = "spread"
+    #: Hosts that pass the filters are looked for until this many are found, from a random place
+    #: in the fleet, so that a placement does not scan every host.
+    scheduler_sample: Annotated[int, Range(1, 100000)] = 16
+    #: A host whose capacity reports stop for this long drops out of scheduling.
+    host_ttl_s: Annotated[float, Range(1.0, 86400.0)] = 30.0
+    #: How often agents report capacity when nothing changed.
+    capacity_report_interval_s: Annotated[float, Range(0.05, 3600.0)] = 10.0
+    #: A server whose spawn failed is tried on this many hosts in all before it goes to ERROR.
+    max_spawn_attempts: Annotated[int, Range(1, 100)] = 3
+    #: A boot or delete step with no progress for this long is driven again (or failed).
+    saga_step_timeout_s: Annotated[float, Range(1.0, 86400.0)] = 60.0
+    #: A server still building after this long goes to ERROR.
+    build_timeout_s: Annotated[float, Range(1.0, 86400.0)] = 600.0
+    #: This machine's compute host: its name, driver, and zone. `none`: `fabric up` runs no
+    #: real host (simulated ones still, with `fake_hosts`).
+    compute_host: str = ""
+    compute_driver: Literal["libvirt", "fake", "none"] = "libvirt"
+    availability_zone: Annotated[str, MinLen(1)] = "nova"
+    libvirt_uri: str = "qemu:///system"
+    #: `auto` boots a probe guest under KVM and falls back to TCG (`qemu`) if it does not run.
+    virt_type: Literal["kvm", "qemu", "auto"] = "auto"
+    #: Where compute agents keep instance disks and their image cache; empty: `state_dir/compute`.
+    compute_dir: str = ""
+    #: Simulated hosts `fabric up` runs beside the real one (fake driver), and their shape.
+    fake_hosts: Annotated[int, Range(0, 100000)] = 0
+    fake_host_vcpus: Annotated[int, Range(1, 100000)] = 32
+    fake_host_ram_mb: Annotated[int, Range(1, 2**40)] = 131072
+    fake_host_disk_gb: Annotated[int, Range(1, 2**31)] = 2000
+    #: Mixed sizes instead: `VCPUS:RAM_MB:DISK_GB` shapes, comma-separated, given to the
+    #: simulated hosts in turn (e.g. "4:8192:100,16:65536:400").
+    fake_host_shapes: Annotated[str, Pattern(r"(\d+:\d+:\d+(,\d+:\d+:\d+)*)?")] = ""
+    fake_spawn_latency_s: Annotated[float, Range(0.0, 3600.0)] = 0.0
+    fake_failure_rate: Annotated[float, Range(0.0, 1.0)] = 0.0
+    fake_seed: int = 0
+    #: Where `fabric up` finds the built test guest to register; empty: this checkout's
+    #: `.cache/test-guest` (scripts/build-test-guest.sh).
+    test_guest_dir: str = ""
 
     @property
     def gateway_url(self) -> str:
@@ -57,6 +101,25 @@ class Settings:
     @property
     def image_path(self) -> Path:
         return Path(self.image_dir).expanduser() if self.image_dir else self.state_path / "images"
+
+    @property
+    def fake_shapes(self) -> list[tuple[int, int, int]]:
+        """The simulated hosts' sizes, in turn: `fake_host_shapes`, else the one fake_host_* size."""
+        if not self.fake_host_shapes:
+            return [(self.fake_host_vcpus, self.fake_host_ram_mb, self.fake_host_disk_gb)]
+        shapes = []
+        for shape in self.fake_host_shapes.split(","):
+            vcpus, ram, disk = (int(n) for n in shape.split(":"))
+            shapes.append((vcpus, ram, disk))
+        return shapes
+
+    @property
+    def compute_path(self) -> Path:
+        return Path(self.compute_dir).expanduser() if self.compute_dir else self.state_path / "compute"
+
+    @property
+    def host_name(self) -> str:
+        return self.compute_host or socket.gethostname()
 
     def with_admin_password(self) -> "Settings":
         """The admin password: configured, or the one kept in the state dir (made once)."""
@@ -94,9 +157,10 @@ def load_settings(
 
 def _from_env(name: str, value: str, hint: Any) -> Any:
     base = getattr(hint, "__origin__", hint)
-    if base is int:
+    if base is int or base is float:
         try:
-            return int(value)
+            return base(value)
         except ValueError:
-            raise Invalid(f"FABRIC_{name.upper()}", "expected an integer") from None
+            kind = "an integer" if base is int else "a number"
+            raise Invalid(f"FABRIC_{name.upper()}", f"expected {kind}") from None
     return value

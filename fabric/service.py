@@ -10,8 +10,22 @@ from fabric.bus import Bus
 from fabric.config import Settings
 from fabric.store import Store
 from protocol.envelope import Context
+from protocol.errors import Forbidden
 from protocol.identity import QUEUE as IDENTITY
 from protocol.identity import RegisterService
+
+
+def require_admin(ctx: Context, action: str) -> None:
+    """Admin-only operations name their policy rule in the 403, as OpenStack services do."""
+    if not ctx.is_admin:
+        raise Forbidden(action)
+
+
+def require_member(ctx: Context, action: str) -> None:
+    """Creating and changing things takes the member role (admin implies it); a reader only
+    reads."""
+    if "member" not in ctx.roles and not ctx.is_admin:
+        raise Forbidden(action)
 
 
 class ServiceActor(Actor):

@@ -1,11 +1,17 @@
-"""Compute: flavors so far (servers, keypairs and the boot saga follow). The queue is `compute`.
+"""Compute: flavors, servers, keypairs, server groups and quotas. The queue is `compute`.
 
 A flavor is a size of server. Public flavors are for every project; a private one only for the
 projects given access. Only admins create, delete and grant flavors.
+
+A server is created by a saga whose state lives in PostgreSQL (`actors/compute/boot.py`):
+accepted (BUILD/scheduling) → scheduled (spawning, on a host) → ACTIVE, or ERROR with a fault.
+The compute service drives it with casts to itself and to the host's agent, so a crash at any
+step leaves a row that says what to do next, and every step is keyed by the server id.
 """
 
-from dataclasses import dataclass
-from typing import Annotated
+import re
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
 from protocol.codec import MaxLen, MinLen, Pattern, Range
 
@@ -135,7 +141,288 @@ class DeleteExtraSpec:
     key: SpecKey
 
 
+# --- servers -----------------------------------------------------------------------------------
+
+
+def hostname_of(name: str) -> str:
+    """The guest's hostname: a DNS label made from the server's name, as Nova derives it."""
+    label = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].strip("-")
+    return label or "server"
+
+
+ServerId = Annotated[str, MinLen(1), MaxLen(64)]
+ServerName = Annotated[str, MinLen(1), MaxLen(255)]
+Metadata = Annotated[dict[str, Annotated[str, MaxLen(255)]], MaxLen(128)]
+PowerAction = Literal["start", "stop", "soft-reboot", "hard-reboot"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerFault:
+    code: int
+    message: str
+    details: str
+    created: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerView:
+    id: str
+    name: str
+    description: str | None
+    project_id: str
+    user_id: str
+    #: Nova's `status`, derived from vm_state and task_state.
+    status: str
+    vm_state: str
+    task_state: str | None
+    #: Nova's numbers: 0 no state, 1 running, 4 shutdown.
+    power_state: int
+    host: str | None
+    availability_zone: str | None
+    #: The flavor as it was when the server was built (flavors may be deleted later).
+    flavor: FlavorView
+    image_id: str
+    #: The kernel and ramdisk images of a direct kernel boot (from the image's properties).
+    kernel_id: str | None
+    ramdisk_id: str | None
+    key_name: str | None
+    metadata: dict[str, str]
+    group_id: str | None
+    created_at: float
+    updated_at: float
+    launched_at: float | None
+    fault: ServerFault | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerList:
+    items: tuple[ServerView, ...]
+    more: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateServer:
+    """Boot a server. Reply: ServerView (BUILD). The caller picks the id, which makes a retried
+    create return the same server instead of booting a second one."""
+
+    server_id: Annotated[str, MinLen(36), MaxLen(36)]
+    name: ServerName
+    description: Annotated[str, MaxLen(255)] | None = None
+    image_id: Annotated[str, MinLen(1), MaxLen(64)]
+    flavor_id: Annotated[str, MinLen(1), MaxLen(255)]
+    key_name: Annotated[str, MinLen(1), MaxLen(255)] | None = None
+    availability_zone: Annotated[str, MinLen(1), MaxLen(255)] | None = None
+    metadata: Metadata = field(default_factory=dict)
+    #: The server group to join (its policy constrains placement).
+    group_id: Annotated[str, MinLen(1), MaxLen(64)] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetServer:
+    """Reply: ServerView; NotFound for another project's server (unless admin)."""
+
+    server_id: ServerId
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListServers:
+    """The caller's project's servers, newest first. Admins may ask for every project's
+    (`all_projects`) or one project's. Reply: ServerList."""
+
+    name: Annotated[str, MaxLen(255)] | None = None
+    status: Annotated[str, MaxLen(32)] | None = None
+    host: Annotated[str, MaxLen(255)] | None = None
+    image_id: Annotated[str, MaxLen(64)] | None = None
+    flavor_id: Annotated[str, MaxLen(255)] | None = None
+    all_projects: bool = False
+    project_id: Annotated[str, MaxLen(64)] | None = None
+    limit: Annotated[int, Range(1, 1000)] = 1000
+    marker: ServerId | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteServer:
+    """Reply: Done at once; the server disappears once its host has removed the guest."""
+
+    server_id: ServerId
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetServerPower:
+    """os-start / os-stop / reboot. Reply: Done at once (202); Conflict when the server's state
+    does not allow it (as Nova's 409)."""
+
+    server_id: ServerId
+    action: PowerAction
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetServerConsole:
+    """Reply: compute_agent.ConsoleOutput, the last `lines` lines (all when None)."""
+
+    server_id: ServerId
+    lines: Annotated[int, Range(0, 100000)] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleServer:
+    """Saga step, cast by compute to itself: place the server and tell its host to spawn it."""
+
+    server_id: ServerId
+
+
+# --- keypairs ----------------------------------------------------------------------------------
+
+KeyName = Annotated[str, MinLen(1), MaxLen(255), Pattern(r"[A-Za-z0-9_. @-]+")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeypairView:
+    name: str
+    user_id: str
+    public_key: str
+    fingerprint: str
+    type: str
+    created_at: float
+    #: Only in the reply to a create that generated the key: it is not kept.
+    private_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeypairList:
+    items: tuple[KeypairView, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateKeypair:
+    """Import `public_key` (OpenSSH format), or generate a pair when it is None. Keypairs belong
+    to the calling user. Reply: KeypairView; Conflict when the name is taken."""
+
+    name: KeyName
+    public_key: Annotated[str, MinLen(1), MaxLen(16384)] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetKeypair:
+    name: Annotated[str, MinLen(1), MaxLen(255)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListKeypairs:
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteKeypair:
+    name: Annotated[str, MinLen(1), MaxLen(255)]
+
+
+# --- quotas ------------------------------------------------------------------------------------
+
+QuotaLimit = Annotated[int, Range(-1, 2**31 - 1)]
+
+#: Every compute quota and its default (Nova's); -1 means unlimited.
+QUOTA_DEFAULTS: dict[str, int] = {
+    "instances": 10,
+    "cores": 20,
+    "ram": 51200,
+    "key_pairs": 100,
+    "server_groups": 10,
+    "server_group_members": 10,
+    "metadata_items": 128,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuotaSet:
+    """Limits (-1: unlimited) and, when asked, what the project uses now."""
+
+    project_id: str
+    limits: dict[str, int]
+    in_use: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetQuotas:
+    """A project's own quotas, or any project's for admins. Reply: QuotaSet."""
+
+    project_id: Annotated[str, MinLen(1), MaxLen(64)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetQuotas:
+    """Admins only. Keys among instances, cores, ram, key_pairs, server_groups,
+    server_group_members, metadata_items. Reply: QuotaSet."""
+
+    project_id: Annotated[str, MinLen(1), MaxLen(64)]
+    limits: Annotated[dict[str, QuotaLimit], MaxLen(32)]
+
+
+# --- server groups -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerGroupView:
+    id: str
+    name: str
+    policy: Literal["affinity", "anti-affinity"]
+    project_id: str
+    user_id: str
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerGroupList:
+    items: tuple[ServerGroupView, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateServerGroup:
+    name: Annotated[str, MinLen(1), MaxLen(255)]
+    policy: Literal["affinity", "anti-affinity"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetServerGroup:
+    group_id: Annotated[str, MinLen(1), MaxLen(64)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListServerGroups:
+    all_projects: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteServerGroup:
+    group_id: Annotated[str, MinLen(1), MaxLen(64)]
+
+
 MESSAGES = (
+    ServerFault,
+    ServerView,
+    ServerList,
+    CreateServer,
+    GetServer,
+    ListServers,
+    DeleteServer,
+    SetServerPower,
+    GetServerConsole,
+    ScheduleServer,
+    KeypairView,
+    KeypairList,
+    CreateKeypair,
+    GetKeypair,
+    ListKeypairs,
+    DeleteKeypair,
+    QuotaSet,
+    GetQuotas,
+    SetQuotas,
+    ServerGroupView,
+    ServerGroupList,
+    CreateServerGroup,
+    GetServerGroup,
+    ListServerGroups,
+    DeleteServerGroup,
     FlavorView,
     FlavorList,
     CreateFlavor,

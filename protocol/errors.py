@@ -69,6 +69,16 @@ class QuotaExceeded(FabricError):
         self.resource, self.limit = resource, limit
 
 
+class NoValidHost(FabricError):
+    """No host can take the server; `reason` says how many hosts each filter turned away."""
+
+    fields = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"No valid host was found. {reason}".strip())
+        self.reason = reason
+
+
 class Timeout(FabricError):
     fields = ("what",)
 
@@ -106,6 +116,7 @@ ERRORS: dict[str, type[FabricError]] = {
         Forbidden,
         Unauthorized,
         QuotaExceeded,
+        NoValidHost,
         Timeout,
         Unavailable,
         Internal,

@@ -3,16 +3,24 @@
 # (default .cache/test-guest). Prints the paths of what it built; re-running with nothing
 # changed does nothing.
 #
-# Format: a kernel and an initramfs, no disk image.
+# Format: a kernel, an initramfs and an empty root disk; it prints their three paths in this order.
 #   vmlinuz     the Debian kernel (linux-image-amd64), copied from /boot
 #   initrd.img  a gzip'd newc cpio: busybox-static, the virtio modules that kernel needs for
 #               a virtio NIC and disk (picked through modules.dep), and /init
+#   root.qcow2  an empty qcow2 disk (64 MiB virtual, a few hundred KiB on disk); the guest
+#               never reads it
 # Boot it with a kernel command line: `console=ttyS0 fabric.hostname=NAME` (qemu -kernel
-# -initrd -append; as a Glance image, an image with kernel_id and ramdisk_id properties that
-# point at these two). Why this format: it is built in seconds from apt packages with no
+# -initrd -append). Why this format: it is built in seconds from apt packages with no
 # network downloads, no root filesystem, partition table, bootloader or loop devices; it is a
 # few MB; and the guest's identity comes from the command line, so one build serves every
 # instance. The guest runs entirely from RAM and keeps nothing across reboots.
+#
+# Why an empty disk: in the Image API the test guest is registered the way Glance models
+# direct kernel boot. The image a server boots is the root disk `test-guest` (qcow2: this
+# empty disk), whose properties `kernel_id` and `ramdisk_id` name two more images (vmlinuz as
+# disk_format aki, initrd.img as ari) and whose `os_command_line` is `console=ttyS0`. A virt
+# driver boots the kernel and initramfs, gives the guest a copy-on-write overlay of the root
+# disk as /dev/vda, and appends `fabric.hostname=<server name>` to the command line.
 #
 # What /init does, on the serial console (console=ttyS0):
 #   mounts proc, sys and devtmpfs; loads the virtio modules in dependency order; sets the
@@ -59,7 +67,7 @@ kernel_version() {
     log "no kernel with modules in /boot and /lib/modules"; exit 1
 }
 
-apt_install linux-image-amd64 busybox-static cpio qemu-system-x86
+apt_install linux-image-amd64 busybox-static cpio qemu-system-x86 qemu-utils
 BUSYBOX=/bin/busybox
 KVER=$(kernel_version)
 VMLINUZ=/boot/vmlinuz-$KVER
@@ -67,9 +75,9 @@ MODDIR=/lib/modules/$KVER
 STAMP="$OUT/.stamp"
 digest=$( { sha256sum "$SELF"; echo "$KVER"; stat -L -c '%n %s %Y' "$VMLINUZ" "$MODDIR/modules.dep" "$BUSYBOX"; } \
     | sha256sum | cut -d' ' -f1)
-if [[ -f $OUT/vmlinuz && -f $OUT/initrd.img && "$(cat "$STAMP" 2>/dev/null)" == "$digest" ]]; then
+if [[ -f $OUT/vmlinuz && -f $OUT/initrd.img && -f $OUT/root.qcow2 && "$(cat "$STAMP" 2>/dev/null)" == "$digest" ]]; then
     log "up to date (kernel $KVER)"
-    printf '%s\n' "$OUT/vmlinuz" "$OUT/initrd.img"
+    printf '%s\n' "$OUT/vmlinuz" "$OUT/initrd.img" "$OUT/root.qcow2"
     exit 0
 fi
 
@@ -201,9 +209,11 @@ chmod 755 "$TREE/init" "$TREE/usr/share/udhcpc/default.script"
 
 (cd "$TREE" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -9n >"$WORK/initrd.img"
 cp "$VMLINUZ" "$WORK/vmlinuz"
-chmod 644 "$WORK/vmlinuz" "$WORK/initrd.img"
-mv -f "$WORK/vmlinuz" "$WORK/initrd.img" "$OUT/"
+qemu-img create -q -f qcow2 "$WORK/root.qcow2" 64M
+chmod 644 "$WORK/vmlinuz" "$WORK/initrd.img" "$WORK/root.qcow2"
+mv -f "$WORK/vmlinuz" "$WORK/initrd.img" "$WORK/root.qcow2" "$OUT/"
 echo "$KVER" >"$OUT/kernel-version"
 echo "$digest" >"$STAMP"
-log "built: vmlinuz $(du -h "$OUT/vmlinuz" | cut -f1), initrd.img $(du -h "$OUT/initrd.img" | cut -f1)"
-printf '%s\n' "$OUT/vmlinuz" "$OUT/initrd.img"
+log "built: vmlinuz $(du -h "$OUT/vmlinuz" | cut -f1), initrd.img $(du -h "$OUT/initrd.img" | cut -f1)," \
+    "root.qcow2 $(du -h "$OUT/root.qcow2" | cut -f1)"
+printf '%s\n' "$OUT/vmlinuz" "$OUT/initrd.img" "$OUT/root.qcow2"

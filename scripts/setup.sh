@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make this machine ready to run the fabric: system packages, PostgreSQL, RabbitMQ, the
+# Make this machine ready to run the fabric: system packages, PostgreSQL, RabbitMQ, libvirt, the
 # virtualenv at .venv. Idempotent: each step checks before acting, so re-running is cheap.
 # Runs as root on Debian/Ubuntu; needs no systemd (daemons are started directly).
 set -euo pipefail
@@ -76,6 +76,42 @@ ensure_database_role() {
     printf 'database_url = "postgresql://fabric:%s@127.0.0.1:5432/fabric"\n' "$password" > /etc/fabric/fabric.toml
 }
 
+# libvirt with qemu, for the compute agent's libvirt driver, and the headers pip needs to build
+# libvirt-python (so before ensure_venv). With no init system the daemons are started here;
+# a PID file whose process is alive means the daemon runs.
+daemon_running() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# What udev does on a booted Debian, and nothing does here: /dev/kvm belongs to the kvm group,
+# which libvirt's qemu user is in. Left root-only, libvirt finds KVM usable as root but not for
+# qemu, and probes qemu's capabilities again at every domain start (~45 s each time).
+kvm_device_ok() { [[ ! -c /dev/kvm ]] || ! getent group kvm >/dev/null || [[ $(stat -c %G:%a /dev/kvm) == kvm:660 ]]; }
+
+ensure_libvirt() {
+    if kvm_device_ok && daemon_running /run/virtlogd.pid && daemon_running /run/libvirtd.pid && [[ -S /run/libvirt/libvirt-sock ]] \
+        && command -v qemu-img >/dev/null && pkg-config --exists libvirt 2>/dev/null; then
+        return
+    fi
+    apt_install libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils libvirt-dev pkg-config
+    # The fabric wires its own networks; libvirt's NAT network `default` would put a bridge,
+    # an address and firewall rules in the root namespace, so it is not started with libvirtd.
+    rm -f /etc/libvirt/qemu/networks/autostart/default.xml
+    if ! kvm_device_ok; then
+        log "giving /dev/kvm to the kvm group"
+        chgrp kvm /dev/kvm
+        chmod 0660 /dev/kvm
+    fi
+    if ! daemon_running /run/virtlogd.pid; then
+        log "starting virtlogd"
+        virtlogd -d
+    fi
+    if ! daemon_running /run/libvirtd.pid; then
+        log "starting libvirtd"
+        libvirtd -d
+    fi
+    for _ in $(seq 1 60); do [[ -S /run/libvirt/libvirt-sock ]] && return 0; sleep 0.5; done
+    log "libvirtd did not open /run/libvirt/libvirt-sock"; return 1
+}
+
 ensure_venv() {
     local python=${PYTHON:-python3}
     if ! "$python" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
@@ -101,5 +137,6 @@ command -v curl >/dev/null || apt_install curl ca-certificates
 ensure_postgres
 ensure_rabbitmq
 ensure_database_role
+ensure_libvirt
 ensure_venv
 log "ready"

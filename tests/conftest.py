@@ -59,6 +59,12 @@ def settings(amqp_url: str, database_url: str, tmp_path_factory: pytest.TempPath
         public_url="",
         state_dir=str(tmp_path_factory.mktemp("state")),
         image_quota_bytes=IMAGE_QUOTA_BYTES,
+        # Compute: this process's own host and three simulated ones, all on the fake driver
+        # (the libvirt driver has its own tests), reporting often so tests need not wait.
+        compute_driver="fake",
+        compute_host="itest-host",
+        fake_hosts=3,
+        capacity_report_interval_s=1.0,
     )
 
 

@@ -85,6 +85,10 @@ def fabric_env(settings: Settings, **extra: str) -> dict[str, str]:
         FABRIC_STATE_DIR=settings.state_dir,
         FABRIC_LOG_LEVEL="INFO",
         FABRIC_CONFIG="/dev/null",
+        FABRIC_COMPUTE_DRIVER=settings.compute_driver,
+        FABRIC_COMPUTE_HOST=settings.compute_host,
+        FABRIC_FAKE_HOSTS=str(settings.fake_hosts),
+        FABRIC_CAPACITY_REPORT_INTERVAL_S=str(settings.capacity_report_interval_s),
     )
     env.update(extra)
     return env

@@ -1,15 +1,21 @@
-"""The compute service: flavors so far, behind the `compute` queue.
+"""The compute service, behind the `compute` queue: flavors here; servers, keypairs, quotas
+and server groups in the modules mixed in below.
 
 Admins manage flavors and who may use the private ones; every project sees the public flavors
 and the private ones it was given, and nothing else (another project's private flavor is not
 found, not forbidden, so that its existence does not leak).
 """
 
+from collections.abc import Awaitable
 from pathlib import Path
 
 from actors.compute import sql
+from actors.compute.groups import ServerGroups
+from actors.compute.keypairs import Keypairs
+from actors.compute.quotas import Quotas
+from actors.compute.servers import Servers
 from fabric.actor import handles
-from fabric.service import ServiceActor
+from fabric.service import ServiceActor, require_admin
 from protocol.compute import (
     QUEUE,
     CreateFlavor,
@@ -27,26 +33,24 @@ from protocol.compute import (
     SetFlavorAccess,
 )
 from protocol.envelope import Context
-from protocol.errors import Conflict, Forbidden, Invalid, NotFound
+from protocol.errors import Conflict, Invalid, NotFound
 from protocol.system import Done
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def require_admin(ctx: Context, action: str) -> None:
-    if not ctx.is_admin:
-        raise Forbidden(f"compute:{action}")
-
-
-class Compute(ServiceActor):
+class Compute(Servers, Keypairs, Quotas, ServerGroups, ServiceActor):
     service = QUEUE
 
     async def setup(self) -> None:
         await self.register_endpoint("compute", "nova", "/compute/v2.1")
 
+    async def background(self) -> list[Awaitable[None]]:
+        return self.saga_jobs()
+
     @handles(CreateFlavor)
     async def create_flavor(self, msg: CreateFlavor, ctx: Context) -> FlavorView:
-        require_admin(ctx, "create_flavor")
+        require_admin(ctx, "compute:create_flavor")
         async with self.store.transaction() as tx:
             created = await sql.insert_flavor(tx, msg)
         if created is None:
@@ -78,7 +82,7 @@ class Compute(ServiceActor):
 
     @handles(DeleteFlavor)
     async def delete_flavor(self, msg: DeleteFlavor, ctx: Context) -> Done:
-        require_admin(ctx, "delete_flavor")
+        require_admin(ctx, "compute:delete_flavor")
         async with self.store.transaction() as tx:
             if not await sql.delete_flavor(tx, msg.flavor_id):
                 raise NotFound("flavor", msg.flavor_id)
@@ -86,7 +90,7 @@ class Compute(ServiceActor):
 
     @handles(SetFlavorAccess, key=lambda m: m.flavor_id)
     async def set_flavor_access(self, msg: SetFlavorAccess, ctx: Context) -> FlavorAccess:
-        require_admin(ctx, "set_flavor_access")
+        require_admin(ctx, "compute:set_flavor_access")
         async with self.store.transaction() as tx:
             flavor = await sql.get_flavor(tx, msg.flavor_id, project=None, admin=True)
             if flavor is None:
@@ -104,7 +108,7 @@ class Compute(ServiceActor):
 
     @handles(ListFlavorAccess)
     async def list_flavor_access(self, msg: ListFlavorAccess, ctx: Context) -> FlavorAccess:
-        require_admin(ctx, "list_flavor_access")
+        require_admin(ctx, "compute:list_flavor_access")
         async with self.store.transaction() as tx:
             flavor = await sql.get_flavor(tx, msg.flavor_id, project=None, admin=True)
             if flavor is None:
@@ -125,7 +129,7 @@ class Compute(ServiceActor):
 
     @handles(SetExtraSpecs, key=lambda m: m.flavor_id)
     async def set_extra_specs(self, msg: SetExtraSpecs, ctx: Context) -> ExtraSpecs:
-        require_admin(ctx, "set_extra_specs")
+        require_admin(ctx, "compute:set_extra_specs")
         for key in msg.specs:
             if not 1 <= len(key) <= 255:
                 raise Invalid(f"extra_specs.{key[:64]}", "a key has 1 to 255 characters")
@@ -137,7 +141,7 @@ class Compute(ServiceActor):
 
     @handles(DeleteExtraSpec, key=lambda m: m.flavor_id)
     async def delete_extra_spec(self, msg: DeleteExtraSpec, ctx: Context) -> ExtraSpecs:
-        require_admin(ctx, "delete_extra_spec")
+        require_admin(ctx, "compute:delete_extra_spec")
         async with self.store.transaction() as tx:
             specs = await sql.delete_extra_spec(tx, msg.flavor_id, msg.key)
         if specs is None:

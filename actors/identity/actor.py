@@ -24,7 +24,7 @@ from actors.identity.passwords import hash_password, verify_password
 from fabric.actor import handles
 from fabric.bus import Bus
 from fabric.config import Settings
-from fabric.service import ServiceActor
+from fabric.service import ServiceActor, require_admin
 from fabric.store import Connection, Store
 from fabric.tokens import TokenSealer, new_key
 from protocol.envelope import Context
@@ -91,11 +91,6 @@ PRUNE_EVERY_S = 3600.0
 
 def new_id() -> str:
     return uuid.uuid4().hex
-
-
-def require_admin(ctx: Context, action: str) -> None:
-    if not ctx.is_admin:
-        raise Forbidden(f"identity:{action}")
 
 
 class Identity(ServiceActor):
@@ -207,7 +202,7 @@ class Identity(ServiceActor):
 
     @handles(CreateDomain)
     async def create_domain(self, msg: CreateDomain, ctx: Context) -> DomainView:
-        require_admin(ctx, "create_domain")
+        require_admin(ctx, "identity:create_domain")
         try:
             async with self.store.transaction() as tx:
                 return await sql.insert_domain(tx, new_id(), msg.name, msg.description, msg.enabled)
@@ -241,7 +236,7 @@ class Identity(ServiceActor):
 
     @handles(UpdateDomain)
     async def update_domain(self, msg: UpdateDomain, ctx: Context) -> DomainView:
-        require_admin(ctx, "update_domain")
+        require_admin(ctx, "identity:update_domain")
         try:
             async with self.store.transaction() as tx:
                 domain = await sql.update_domain(tx, msg.domain_id, msg.name, msg.description, msg.enabled)
@@ -255,7 +250,7 @@ class Identity(ServiceActor):
 
     @handles(DeleteDomain)
     async def delete_domain(self, msg: DeleteDomain, ctx: Context) -> Done:
-        require_admin(ctx, "delete_domain")
+        require_admin(ctx, "identity:delete_domain")
         async with self.store.transaction() as tx:
             domain = await sql.get_domain(tx, msg.domain_id)
             if domain is None:
@@ -271,7 +266,7 @@ class Identity(ServiceActor):
 
     @handles(CreateProject)
     async def create_project(self, msg: CreateProject, ctx: Context) -> ProjectView:
-        require_admin(ctx, "create_project")
+        require_admin(ctx, "identity:create_project")
         try:
             async with self.store.transaction() as tx:
                 if await sql.get_domain(tx, msg.domain_id) is None:
@@ -298,7 +293,7 @@ class Identity(ServiceActor):
 
     @handles(ListProjects)
     async def list_projects(self, msg: ListProjects, ctx: Context) -> ProjectList:
-        require_admin(ctx, "list_projects")
+        require_admin(ctx, "identity:list_projects")
         async with self.store.transaction() as tx:
             return ProjectList(items=tuple(await sql.list_projects(tx, msg.name, msg.domain_id, msg.enabled)))
 
@@ -313,7 +308,7 @@ class Identity(ServiceActor):
 
     @handles(UpdateProject)
     async def update_project(self, msg: UpdateProject, ctx: Context) -> ProjectView:
-        require_admin(ctx, "update_project")
+        require_admin(ctx, "identity:update_project")
         try:
             async with self.store.transaction() as tx:
                 project = await sql.update_project(
@@ -329,7 +324,7 @@ class Identity(ServiceActor):
 
     @handles(DeleteProject)
     async def delete_project(self, msg: DeleteProject, ctx: Context) -> Done:
-        require_admin(ctx, "delete_project")
+        require_admin(ctx, "identity:delete_project")
         async with self.store.transaction() as tx:
             if not await sql.delete_project(tx, msg.project_id):
                 raise NotFound("project", msg.project_id)
@@ -341,7 +336,7 @@ class Identity(ServiceActor):
 
     @handles(CreateUser)
     async def create_user(self, msg: CreateUser, ctx: Context) -> UserView:
-        require_admin(ctx, "create_user")
+        require_admin(ctx, "identity:create_user")
         hashed = await hash_password(msg.password, self.settings.password_hash_cost) if msg.password else None
         try:
             async with self.store.transaction() as tx:
@@ -375,13 +370,13 @@ class Identity(ServiceActor):
 
     @handles(ListUsers)
     async def list_users(self, msg: ListUsers, ctx: Context) -> UserList:
-        require_admin(ctx, "list_users")
+        require_admin(ctx, "identity:list_users")
         async with self.store.transaction() as tx:
             return UserList(items=tuple(await sql.list_users(tx, msg.name, msg.domain_id, msg.enabled)))
 
     @handles(UpdateUser)
     async def update_user(self, msg: UpdateUser, ctx: Context) -> UserView:
-        require_admin(ctx, "update_user")
+        require_admin(ctx, "identity:update_user")
         hashed = await hash_password(msg.password, self.settings.password_hash_cost) if msg.password else None
         try:
             async with self.store.transaction() as tx:
@@ -433,7 +428,7 @@ class Identity(ServiceActor):
 
     @handles(DeleteUser)
     async def delete_user(self, msg: DeleteUser, ctx: Context) -> Done:
-        require_admin(ctx, "delete_user")
+        require_admin(ctx, "identity:delete_user")
         async with self.store.transaction() as tx:
             if not await sql.delete_user(tx, msg.user_id):
                 raise NotFound("user", msg.user_id)
@@ -445,7 +440,7 @@ class Identity(ServiceActor):
 
     @handles(CreateRole)
     async def create_role(self, msg: CreateRole, ctx: Context) -> RoleView:
-        require_admin(ctx, "create_role")
+        require_admin(ctx, "identity:create_role")
         try:
             async with self.store.transaction() as tx:
                 return await sql.insert_role(tx, new_id(), msg.name, msg.description)
@@ -454,7 +449,7 @@ class Identity(ServiceActor):
 
     @handles(GetRole)
     async def get_role(self, msg: GetRole, ctx: Context) -> RoleView:
-        require_admin(ctx, "get_role")
+        require_admin(ctx, "identity:get_role")
         async with self.store.transaction() as tx:
             role = await sql.get_role(tx, msg.role_id)
         if role is None:
@@ -463,13 +458,13 @@ class Identity(ServiceActor):
 
     @handles(ListRoles)
     async def list_roles(self, msg: ListRoles, ctx: Context) -> RoleList:
-        require_admin(ctx, "list_roles")
+        require_admin(ctx, "identity:list_roles")
         async with self.store.transaction() as tx:
             return RoleList(items=tuple(await sql.list_roles(tx, msg.name)))
 
     @handles(UpdateRole)
     async def update_role(self, msg: UpdateRole, ctx: Context) -> RoleView:
-        require_admin(ctx, "update_role")
+        require_admin(ctx, "identity:update_role")
         try:
             async with self.store.transaction() as tx:
                 role = await sql.update_role(tx, msg.role_id, msg.name, msg.description)
@@ -481,7 +476,7 @@ class Identity(ServiceActor):
 
     @handles(DeleteRole)
     async def delete_role(self, msg: DeleteRole, ctx: Context) -> Done:
-        require_admin(ctx, "delete_role")
+        require_admin(ctx, "identity:delete_role")
         async with self.store.transaction() as tx:
             if not await sql.delete_role(tx, msg.role_id):
                 raise NotFound("role", msg.role_id)
@@ -505,7 +500,7 @@ class Identity(ServiceActor):
 
     @handles(GrantRole)
     async def grant_role(self, msg: GrantRole, ctx: Context) -> Done:
-        require_admin(ctx, "create_grant")
+        require_admin(ctx, "identity:create_grant")
         async with self.store.transaction() as tx:
             await self._check_grant(tx, msg.grant)
             await sql.insert_assignment(tx, msg.grant)
@@ -513,7 +508,7 @@ class Identity(ServiceActor):
 
     @handles(RevokeRole)
     async def revoke_role(self, msg: RevokeRole, ctx: Context) -> Done:
-        require_admin(ctx, "revoke_grant")
+        require_admin(ctx, "identity:revoke_grant")
         g = msg.grant
         async with self.store.transaction() as tx:
             await self._check_grant(tx, g)
@@ -526,7 +521,7 @@ class Identity(ServiceActor):
 
     @handles(CheckRole)
     async def check_role(self, msg: CheckRole, ctx: Context) -> Done:
-        require_admin(ctx, "check_grant")
+        require_admin(ctx, "identity:check_grant")
         async with self.store.transaction() as tx:
             await self._check_grant(tx, msg.grant)
             if not await sql.has_assignment(tx, msg.grant):

@@ -9,7 +9,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -19,11 +18,11 @@ from fabric import metrics
 from fabric.blobs import FilesystemStore
 from fabric.bus import Bus
 from fabric.config import Settings
-from fabric.gateway import compute, identity, image
+from fabric.gateway import compute, compute_project, hypervisors, identity, image, microversion, servers
 from fabric.gateway.auth import Auth, service_context
 from fabric.gateway.context import AUTH, BLOBS, BUS, REQUEST_ID, SETTINGS
 from fabric.gateway.errors import error_body, status_of
-from fabric.gateway.http import json_response
+from fabric.gateway.http import Handler, json_response
 from fabric.logs import request_id_var
 from protocol.errors import FabricError, Internal
 from protocol.identity import QUEUE
@@ -34,7 +33,6 @@ log = logging.getLogger("fabric.gateway")
 MAX_BODY_BYTES = 1024 * 1024
 #: Methods counted by name in metrics; anything else a client invents is "OTHER".
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware
@@ -57,6 +55,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = _error(request, 500, Internal(rid).message)
     if not response.prepared:
         response.headers["x-openstack-request-id"] = rid
+        microversion.echo(request, response)
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     elapsed = time.perf_counter() - started
     method = request.method if request.method in KNOWN_METHODS else "OTHER"
@@ -123,7 +122,9 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 
 
 def build_app(bus: Bus, auth: Auth, settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[gateway_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[gateway_middleware, microversion.negotiate], client_max_size=MAX_BODY_BYTES
+    )
     app[BUS] = bus
     app[AUTH] = auth
     app[SETTINGS] = settings
@@ -133,6 +134,9 @@ def build_app(bus: Bus, auth: Auth, settings: Settings) -> web.Application:
     identity.add_routes(app)
     image.add_routes(app)
     compute.add_routes(app)
+    servers.add_routes(app)
+    hypervisors.add_routes(app)
+    compute_project.add_routes(app)
     return app
 
 

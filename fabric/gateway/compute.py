@@ -1,8 +1,6 @@
-"""Compute v2.1 (Nova) under `/compute`: flavors so far.
-
-Microversions: we serve exactly 2.1 and say so (`version` and `min_version` 2.1 in the version
-document), so clients use the base API. A request for another version gets 406, as Nova gives;
-`latest` means 2.1. Every compute response echoes the version in both of Nova's headers.
+"""Compute v2.1 (Nova) under `/compute`: the version documents and flavors. Servers,
+hypervisors and what projects keep (keypairs, groups, quotas) have their own modules;
+microversions are negotiated in `microversion`.
 """
 
 import uuid
@@ -14,6 +12,7 @@ from aiohttp import web
 
 from fabric.gateway.context import BUS, SETTINGS, authenticated
 from fabric.gateway.http import json_response, query_bool, query_str, read_json
+from fabric.gateway.microversion import MAX_VERSION, MIN_VERSION, text
 from protocol.codec import MaxLen, MinLen, Range, decode
 from protocol.compute import (
     QUEUE,
@@ -30,13 +29,6 @@ from protocol.compute import (
     SetFlavorAccess,
 )
 from protocol.errors import Invalid, NotFound
-
-MICROVERSION = "2.1"
-VERSION_HEADERS = {
-    "OpenStack-API-Version": f"compute {MICROVERSION}",
-    "X-OpenStack-Nova-API-Version": MICROVERSION,
-    "Vary": "OpenStack-API-Version, X-OpenStack-Nova-API-Version",
-}
 
 
 def add_routes(app: web.Application) -> None:
@@ -58,21 +50,7 @@ def add_routes(app: web.Application) -> None:
     r.add_delete("/compute/v2.1/flavors/{flavor_id}/os-extra_specs/{key}", delete_extra_spec)
 
 
-def check_microversion(request: web.Request) -> None:
-    """406 for a microversion other than the one we serve (the header forms Nova accepts)."""
-    asked = request.headers.get("X-OpenStack-Nova-API-Version")
-    header = request.headers.get("OpenStack-API-Version", "")
-    if header.lower().startswith("compute "):
-        asked = header.split(None, 1)[1].strip()
-    if asked is not None and asked.lower() not in (MICROVERSION, "latest", "2.0"):
-        raise web.HTTPNotAcceptable(reason=f"Version {asked[:20]} is not supported by the API: 2.1 only.")
-
-
-def respond(data: Any, *, status: int = 200) -> web.Response:
-    return json_response(data, status=status, headers=VERSION_HEADERS)
-
-
-def _base(request: web.Request) -> str:
+def base_url(request: web.Request) -> str:
     return f"{request.app[SETTINGS].gateway_url}/compute/v2.1"
 
 
@@ -80,10 +58,10 @@ def _version_doc(request: web.Request) -> dict[str, Any]:
     return {
         "id": "v2.1",
         "status": "CURRENT",
-        "version": MICROVERSION,
-        "min_version": MICROVERSION,
+        "version": text(MAX_VERSION),
+        "min_version": text(MIN_VERSION),
         "updated": "2013-07-23T11:33:21Z",
-        "links": [{"rel": "self", "href": f"{_base(request)}/"}],
+        "links": [{"rel": "self", "href": f"{base_url(request)}/"}],
         "media-types": [
             {"base": "application/json", "type": "application/vnd.openstack.compute+json;version=2.1"}
         ],
@@ -91,11 +69,11 @@ def _version_doc(request: web.Request) -> dict[str, Any]:
 
 
 async def versions(request: web.Request) -> web.Response:
-    return respond({"versions": [_version_doc(request)]})
+    return json_response({"versions": [_version_doc(request)]})
 
 
 async def version(request: web.Request) -> web.Response:
-    return respond({"version": _version_doc(request)})
+    return json_response({"version": _version_doc(request)})
 
 
 # --- flavors -------------------------------------------------------------------------------
@@ -141,7 +119,6 @@ class FlavorRequest:
 
 
 async def create_flavor(request: web.Request) -> web.Response:
-    check_microversion(request)
     ctx = authenticated(request)
     raw = (await read_json(request, FlavorRequest)).flavor
     # Nova's extension keys are not Python names: take them out before decoding the rest.
@@ -166,7 +143,7 @@ async def create_flavor(request: web.Request) -> web.Response:
         description=body.description,
     )
     created = await request.app[BUS].call(QUEUE, msg, ctx)
-    return respond({"flavor": flavor_body(_base(request), created)})
+    return json_response({"flavor": flavor_body(base_url(request), created)})
 
 
 def _list_message(request: web.Request) -> ListFlavors:
@@ -193,18 +170,17 @@ def _list_message(request: web.Request) -> ListFlavors:
 
 
 async def _list(request: web.Request, *, detail: bool) -> web.Response:
-    check_microversion(request)
     ctx = authenticated(request)
     msg = _list_message(request)
     found = await request.app[BUS].call(QUEUE, msg, ctx)
-    base = _base(request)
+    base = base_url(request)
     body: dict[str, Any] = {"flavors": [flavor_body(base, f, detail=detail) for f in found.items]}
     if found.more:
         path = "flavors/detail" if detail else "flavors"
         body["flavors_links"] = [
             {"rel": "next", "href": f"{base}/{path}?limit={msg.limit}&marker={found.items[-1].id}"}
         ]
-    return respond(body)
+    return json_response(body)
 
 
 async def list_flavors(request: web.Request) -> web.Response:
@@ -216,17 +192,15 @@ async def list_flavors_detail(request: web.Request) -> web.Response:
 
 
 async def show_flavor(request: web.Request) -> web.Response:
-    check_microversion(request)
     ctx = authenticated(request)
     found = await request.app[BUS].call(QUEUE, GetFlavor(flavor_id=request.match_info["flavor_id"]), ctx)
-    return respond({"flavor": flavor_body(_base(request), found)})
+    return json_response({"flavor": flavor_body(base_url(request), found)})
 
 
 async def delete_flavor(request: web.Request) -> web.Response:
-    check_microversion(request)
     ctx = authenticated(request)
     await request.app[BUS].call(QUEUE, DeleteFlavor(flavor_id=request.match_info["flavor_id"]), ctx)
-    return web.Response(status=202, headers=VERSION_HEADERS)
+    return web.Response(status=202)
 
 
 def access_body(access: FlavorAccess) -> dict[str, Any]:
@@ -235,7 +209,6 @@ def access_body(access: FlavorAccess) -> dict[str, Any]:
 
 async def flavor_action(request: web.Request) -> web.Response:
     """`addTenantAccess` / `removeTenantAccess`: `{"addTenantAccess": {"tenant": PROJECT}}`."""
-    check_microversion(request)
     ctx = authenticated(request)
     body = await read_json(request, dict[str, Any])
     if len(body) != 1:
@@ -250,14 +223,13 @@ async def flavor_action(request: web.Request) -> web.Response:
         project_id=args["tenant"],
         allowed=action == "addTenantAccess",
     )
-    return respond(access_body(await request.app[BUS].call(QUEUE, msg, ctx)))
+    return json_response(access_body(await request.app[BUS].call(QUEUE, msg, ctx)))
 
 
 async def list_flavor_access(request: web.Request) -> web.Response:
-    check_microversion(request)
     ctx = authenticated(request)
     msg = ListFlavorAccess(flavor_id=request.match_info["flavor_id"])
-    return respond(access_body(await request.app[BUS].call(QUEUE, msg, ctx)))
+    return json_response(access_body(await request.app[BUS].call(QUEUE, msg, ctx)))
 
 
 # --- extra specs ---------------------------------------------------------------------------
@@ -269,36 +241,32 @@ class SpecsRequest:
 
 
 async def list_extra_specs(request: web.Request) -> web.Response:
-    check_microversion(request)
     ctx = authenticated(request)
     found = await request.app[BUS].call(QUEUE, GetExtraSpecs(flavor_id=request.match_info["flavor_id"]), ctx)
-    return respond({"extra_specs": found.specs})
+    return json_response({"extra_specs": found.specs})
 
 
 async def set_extra_specs(request: web.Request) -> web.Response:
-    check_microversion(request)
     ctx = authenticated(request)
     specs = (await read_json(request, SpecsRequest)).extra_specs
     # Nova takes numbers and booleans too, and stores their string form.
     as_text = {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in specs.items()}
     msg = decode(SetExtraSpecs, {"flavor_id": request.match_info["flavor_id"], "specs": as_text}, path="")
     found = await request.app[BUS].call(QUEUE, msg, ctx)
-    return respond({"extra_specs": {k: found.specs[k] for k in as_text}})
+    return json_response({"extra_specs": {k: found.specs[k] for k in as_text}})
 
 
 async def show_extra_spec(request: web.Request) -> web.Response:
-    check_microversion(request)
     ctx = authenticated(request)
     flavor_id, key = request.match_info["flavor_id"], request.match_info["key"]
     found = await request.app[BUS].call(QUEUE, GetExtraSpecs(flavor_id=flavor_id), ctx)
     if key not in found.specs:
         raise NotFound("flavor extra spec", f"{flavor_id}/{key}")
-    return respond({key: found.specs[key]})
+    return json_response({key: found.specs[key]})
 
 
 async def delete_extra_spec(request: web.Request) -> web.Response:
-    check_microversion(request)
     ctx = authenticated(request)
     msg = DeleteExtraSpec(flavor_id=request.match_info["flavor_id"], key=request.match_info["key"])
     await request.app[BUS].call(QUEUE, msg, ctx)
-    return web.Response(status=200, headers=VERSION_HEADERS)
+    return web.Response(status=200)

@@ -15,6 +15,7 @@ from protocol.errors import (
     Internal,
     Invalid,
     NotFound,
+    NoValidHost,
     QuotaExceeded,
     Timeout,
     Unauthorized,
@@ -27,6 +28,7 @@ STATUS: dict[type[FabricError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    NoValidHost: 409,
     QuotaExceeded: 413,
     Internal: 500,
     Unavailable: 503,
@@ -66,6 +68,7 @@ NOVA_KINDS = {
     409: "conflictingRequest",
     413: "overLimit",
     415: "badMediaType",
+    501: "notImplemented",
 }
 
 SHAPES: dict[str, ErrorShape] = {"identity": keystone_body, "compute": nova_body}

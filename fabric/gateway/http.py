@@ -1,5 +1,6 @@
 """Small pieces every route uses: JSON in and out, query parameters, typed app keys."""
 
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
@@ -9,6 +10,7 @@ from protocol.codec import decode
 from protocol.errors import Invalid
 
 T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 TRUE = {"true", "1", "yes", "on"}
 FALSE = {"false", "0", "no", "off"}

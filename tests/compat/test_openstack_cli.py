@@ -65,7 +65,13 @@ async def cli(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> A
         port = free_port()
         processes = Processes(tmp)
         openrc = tmp / "admin-openrc"
-        env = fabric_env(own, FABRIC_GATEWAY_PORT=str(port), FABRIC_PUBLIC_URL="")
+        env = fabric_env(
+            own,
+            FABRIC_GATEWAY_PORT=str(port),
+            FABRIC_PUBLIC_URL="",
+            FABRIC_COMPUTE_HOST="compat-host",
+            FABRIC_TEST_GUEST_DIR=str(tmp / "no-test-guest"),
+        )
         try:
             processes.start("fabric-up", [str(FABRIC), "up", "--openrc", str(openrc)], env)
             await wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s=60)
@@ -198,3 +204,73 @@ async def test_flavor_create_list_show_delete(cli: Cli) -> None:
     assert name + "-p" in [f["Name"] for f in await cli.json("flavor", "list", "--all")]
     await cli.run("flavor", "delete", name, name + "-p")
     assert name not in [f["Name"] for f in await cli.json("flavor", "list")]
+
+
+async def test_up_seeds_the_usual_flavors(cli: Cli) -> None:
+    flavors = {f["Name"]: f for f in await cli.json("flavor", "list")}
+    assert {"m1.tiny", "m1.small", "m1.medium", "m1.large"} <= set(flavors)
+    assert (flavors["m1.tiny"]["VCPUs"], flavors["m1.tiny"]["RAM"], flavors["m1.tiny"]["Disk"]) == (1, 512, 1)
+
+
+async def test_keypair_create_list_delete(cli: Cli, tmp_path: Path) -> None:
+    name = f"compat-kp-{uuid.uuid4().hex[:8]}"
+    # The CLI makes the key, sends its public half, and writes the private one here.
+    created = await cli.json("keypair", "create", "--private-key", str(tmp_path / "key"), name)
+    assert created["name"] == name and created["fingerprint"]
+    assert (tmp_path / "key").read_text().startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert name in [k["Name"] for k in await cli.json("keypair", "list")]
+    await cli.run("keypair", "delete", name)
+    assert name not in [k["Name"] for k in await cli.json("keypair", "list")]
+
+
+async def test_server_lifecycle_on_a_fake_host(cli: Cli, tmp_path: Path) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(b"\0" * 65536)
+    await cli.json(
+        "image", "create", "--file", str(disk), "--disk-format", "raw", "--container-format", "bare",
+        f"compat-img-{suffix}",
+    )  # fmt: skip
+    keypair = f"compat-kp-{suffix}"
+    await cli.json("keypair", "create", "--private-key", str(tmp_path / "key"), keypair)
+    name = f"compat-vm-{suffix}"
+    server = await cli.json(
+        "server", "create", "--image", f"compat-img-{suffix}", "--flavor", "m1.tiny", "--nic", "none",
+        "--key-name", keypair, "--wait", name,
+    )  # fmt: skip
+    assert server["status"] == "ACTIVE" and server["name"] == name
+    listed = await cli.json("server", "list")
+    assert [s["Status"] for s in listed if s["Name"] == name] == ["ACTIVE"]
+    shown = await cli.json("server", "show", name)
+    assert shown["id"] == server["id"] and shown["key_name"] == keypair
+    await cli.run("server", "stop", name)
+    await wait_status(cli, name, "SHUTOFF")
+    await cli.run("server", "start", name)
+    await wait_status(cli, name, "ACTIVE")
+    await cli.run("server", "reboot", "--wait", name)
+    _, log, _ = await cli.run("console", "log", "show", name)
+    assert "FABRIC-GUEST-BOOTED" in log
+    await cli.run("server", "delete", "--wait", name)
+    code, _, err = await cli.run("server", "show", name, check=False)
+    assert code != 0 and "no server" in err.lower()
+
+
+async def wait_status(cli: Cli, name: str, status: str) -> None:
+    for _ in range(100):
+        if (await cli.json("server", "show", name))["status"] == status:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{name} never reached {status}")
+
+
+async def test_hypervisor_list_show_and_server_group_create(cli: Cli) -> None:
+    hypervisors = await cli.json("hypervisor", "list")
+    names = [h["Hypervisor Hostname"] for h in hypervisors]
+    assert "compat-host" in names, hypervisors
+    shown = await cli.json("hypervisor", "show", "compat-host")
+    assert shown["hypervisor_type"] == "fake" and shown["state"] == "up"
+    group = await cli.json(
+        "server", "group", "create", "--policy", "anti-affinity", f"compat-grp-{uuid.uuid4().hex[:6]}"
+    )
+    assert "anti-affinity" in str(group.get("policies") or group.get("policy")), group
+    await cli.run("server", "group", "delete", group["id"])

@@ -49,12 +49,23 @@ async def member_nova(cloud: Cloud, admin: Client, member: Member) -> AsyncItera
 async def test_version_document_and_microversion_headers(nova: Nova) -> None:
     status, body, headers = await nova.call("GET", "")
     assert status == 200
-    assert (body["version"]["version"], body["version"]["min_version"]) == ("2.1", "2.1")
+    assert (body["version"]["version"], body["version"]["min_version"]) == ("2.37", "2.1")
+    # No version asked: 2.1, echoed in both of Nova's headers.
     assert headers["OpenStack-API-Version"] == "compute 2.1"
     assert headers["X-OpenStack-Nova-API-Version"] == "2.1"
     status, body, _ = await nova.call("GET", "/flavors", headers={"OpenStack-API-Version": "compute 2.60"})
     assert status == 406 and body["notAcceptable"]["code"] == 406
-    assert (await nova.call("GET", "/flavors", headers={"X-OpenStack-Nova-API-Version": "latest"}))[0] == 200
+    status, body, _ = await nova.call("GET", "/flavors", headers={"OpenStack-API-Version": "compute 2.x"})
+    assert status == 400 and body["badRequest"]["code"] == 400
+    status, _, headers = await nova.call(
+        "GET", "/flavors", headers={"X-OpenStack-Nova-API-Version": "latest"}
+    )
+    assert status == 200 and headers["OpenStack-API-Version"] == "compute 2.37"
+    # Errors carry the echo too.
+    status, _, headers = await nova.call(
+        "GET", "/flavors/nope", headers={"OpenStack-API-Version": "compute 2.26"}
+    )
+    assert status == 404 and headers["X-OpenStack-Nova-API-Version"] == "2.26"
 
 
 async def test_flavor_lifecycle_as_the_cli_sends_it(nova: Nova) -> None:

@@ -46,23 +46,24 @@ def build() -> tuple[subprocess.CompletedProcess[bytes], float]:
 
 
 @pytest.fixture(scope="module")
-def guest() -> tuple[Path, Path]:
-    """The built kernel and initramfs (cached by the script across runs)."""
+def guest() -> tuple[Path, Path, Path]:
+    """The built kernel, initramfs and empty root disk (cached by the script across runs)."""
     why = why_not_buildable()
     if why:
         pytest.skip(why)
     done, seconds = build()
-    kernel, initrd = (Path(line) for line in done.stdout.decode().split())
-    assert kernel.name == "vmlinuz" and initrd.name == "initrd.img", done.stdout
+    kernel, initrd, root = (Path(line) for line in done.stdout.decode().split())
+    assert (kernel.name, initrd.name, root.name) == ("vmlinuz", "initrd.img", "root.qcow2"), done.stdout
     print(
         f"\ntest guest: built or checked in {seconds:.1f}s: {kernel} ({kernel.stat().st_size} B), "
-        f"{initrd} ({initrd.stat().st_size} B)"
+        f"{initrd} ({initrd.stat().st_size} B), {root} ({root.stat().st_size} B)"
     )
     assert initrd.stat().st_size < 16 * 2**20, "the initramfs should be a few MB"
-    return kernel, initrd
+    assert root.read_bytes()[:4] == b"QFI\xfb", "the root disk should be a qcow2 image"
+    return kernel, initrd, root
 
 
-def test_rebuild_with_nothing_changed_is_cached(guest: tuple[Path, Path]) -> None:
+def test_rebuild_with_nothing_changed_is_cached(guest: tuple[Path, Path, Path]) -> None:
     before = [path.stat().st_mtime_ns for path in guest]
     done, seconds = build()
     assert [Path(line) for line in done.stdout.decode().split()] == list(guest)
@@ -80,11 +81,13 @@ def get(url: str) -> str | None:
         return None
 
 
-def test_guest_boots_gets_a_lease_and_serves_its_hostname(guest: tuple[Path, Path], tmp_path: Path) -> None:
+def test_guest_boots_gets_a_lease_and_serves_its_hostname(
+    guest: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
     qemu = shutil.which("qemu-system-x86_64")
     if qemu is None:
         pytest.skip("qemu-system-x86_64 is not installed (scripts/build-test-guest.sh installs it)")
-    kernel, initrd = guest
+    kernel, initrd, _root = guest  # booted from RAM: qemu needs no disk for this test
     console = tmp_path / "console.log"
     port = free_port()
     url = f"http://127.0.0.1:{port}/"

@@ -78,7 +78,11 @@ class Probe:
 
 ALL_TYPES = [*MESSAGE_TYPES, "test.Probe"]
 #: A string matching each Pattern in use; a new pattern needs its example here.
-PATTERN_EXAMPLES = {r"[a-z]{2,4}-[0-9]{1,3}": "ab-12", r"[A-Za-z0-9_.\- ]+": "m1.tiny"}
+PATTERN_EXAMPLES = {
+    r"[a-z]{2,4}-[0-9]{1,3}": "ab-12",
+    r"[A-Za-z0-9_.\- ]+": "m1.tiny",
+    r"[A-Za-z0-9_. @-]+": "my key",
+}
 
 
 def type_named(name: str) -> type:

@@ -1,0 +1,35 @@
+"""Quota handlers: a project's limits and usage, and admins setting them."""
+
+from actors.compute import quota_sql
+from fabric.actor import handles
+from fabric.service import ServiceActor, require_admin
+from protocol.compute import GetQuotas, QuotaSet, SetQuotas
+from protocol.envelope import Context
+from protocol.errors import Invalid, NotFound
+
+
+class Quotas(ServiceActor):
+    """The quota handlers of the compute service (mixed into `actor.Compute`)."""
+
+    async def _quota_set(self, project_id: str) -> QuotaSet:
+        async with self.store.transaction() as tx:
+            limits = await quota_sql.limits(tx, project_id)
+            used = await quota_sql.usage(tx, project_id)
+        return QuotaSet(project_id=project_id, limits=limits, in_use=used)
+
+    @handles(GetQuotas)
+    async def get_quotas(self, msg: GetQuotas, ctx: Context) -> QuotaSet:
+        if msg.project_id != ctx.project_id and not ctx.is_admin:
+            raise NotFound("quota set of project", msg.project_id)
+        return await self._quota_set(msg.project_id)
+
+    @handles(SetQuotas, key=lambda m: m.project_id)
+    async def set_quotas(self, msg: SetQuotas, ctx: Context) -> QuotaSet:
+        require_admin(ctx, "os_compute_api:os-quota-sets:update")
+        for resource in msg.limits:
+            if resource not in quota_sql.DEFAULTS:
+                known = ", ".join(quota_sql.DEFAULTS)
+                raise Invalid(f"quota_set.{resource[:64]}", f"not a compute quota (known: {known})")
+        async with self.store.transaction() as tx:
+            await quota_sql.set_limits(tx, msg.project_id, msg.limits)
+        return await self._quota_set(msg.project_id)

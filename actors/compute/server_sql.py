@@ -1,0 +1,242 @@
+"""The statements behind servers and their boot saga, beside the functions that run them.
+
+Every saga step is one conditional UPDATE that names the task it expects the server to be in;
+zero rows means the step was done already or the server moved on (deleted, say), and the
+caller does nothing more.
+"""
+
+from typing import Any
+
+import asyncpg
+import orjson
+
+from actors.compute import boot
+from fabric.store import Connection
+from protocol.compute import FlavorView, ServerFault, ServerView
+
+COLUMNS = """id, name, description, project_id, user_id, vm_state, task_state, power_state, host, agent_queue,
+    availability_zone, flavor, vcpus, ram_mb, disk_gb, image_id, spawn, key_name, metadata, group_id,
+    tried_hosts, fault, extract(epoch FROM created_at) AS created, extract(epoch FROM updated_at) AS updated,
+    extract(epoch FROM launched_at) AS launched"""
+
+
+def view(r: asyncpg.Record) -> ServerView:
+    fault = orjson.loads(r["fault"]) if r["fault"] else None
+    spawn = orjson.loads(r["spawn"])
+    return ServerView(
+        id=r["id"],
+        name=r["name"],
+        description=r["description"],
+        project_id=r["project_id"],
+        user_id=r["user_id"],
+        status=boot.status(r["vm_state"], r["task_state"]),
+        vm_state=r["vm_state"],
+        task_state=r["task_state"],
+        power_state=r["power_state"],
+        host=r["host"],
+        availability_zone=r["availability_zone"],
+        flavor=FlavorView(**orjson.loads(r["flavor"])),
+        image_id=r["image_id"],
+        kernel_id=spawn["kernel"]["image_id"] if spawn["kernel"] else None,
+        ramdisk_id=spawn["ramdisk"]["image_id"] if spawn["ramdisk"] else None,
+        key_name=r["key_name"],
+        metadata=orjson.loads(r["metadata"]),
+        group_id=r["group_id"],
+        created_at=float(r["created"]),
+        updated_at=float(r["updated"]),
+        launched_at=float(r["launched"]) if r["launched"] is not None else None,
+        fault=ServerFault(**fault) if fault else None,
+    )
+
+
+async def insert(tx: Connection, values: dict[str, Any]) -> bool:
+    """False when a server with this id exists already (a retried create)."""
+    done: str = await tx.execute(
+        """INSERT INTO compute.servers (id, name, project_id, user_id, vm_state, task_state,
+                availability_zone, flavor, vcpus, ram_mb, disk_gb, image_id, spawn, key_name,
+                metadata, group_id, description)
+            VALUES ($1, $2, $3, $4, 'building', 'scheduling', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                    $15)
+            ON CONFLICT (id) DO NOTHING""",
+        values["id"], values["name"], values["project_id"], values["user_id"],
+        values["availability_zone"], orjson.dumps(values["flavor"]).decode(), values["vcpus"],
+        values["ram_mb"], values["disk_gb"], values["image_id"], orjson.dumps(values["spawn"]).decode(),
+        values["key_name"], orjson.dumps(values["metadata"]).decode(), values["group_id"],
+        values["description"],
+    )  # fmt: skip
+    return done.endswith(" 1")
+
+
+async def get(conn: Connection, server_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {COLUMNS} FROM compute.servers WHERE id = $1", server_id)
+
+
+async def list_servers(
+    conn: Connection,
+    *,
+    project_id: str | None,
+    name: str | None,
+    status: tuple[str, str | None] | None,
+    host: str | None,
+    image_id: str | None,
+    flavor_id: str | None,
+    marker: str | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    where: list[str] = []
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if project_id is not None:
+        where.append(f"project_id = {arg(project_id)}")
+    if name is not None:
+        where.append(f"name = {arg(name)}")
+    if status is not None:
+        where.append(f"vm_state = {arg(status[0])}")
+        if status[1] is not None:
+            where.append(f"task_state = {arg(status[1])}")
+    if host is not None:
+        where.append(f"host = {arg(host)}")
+    if image_id is not None:
+        where.append(f"image_id = {arg(image_id)}")
+    if flavor_id is not None:
+        where.append(f"flavor->>'id' = {arg(flavor_id)}")
+    if marker is not None:
+        m = arg(marker)
+        where.append(f"(created_at, id) < (SELECT created_at, id FROM compute.servers WHERE id = {m})")
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    order = f"ORDER BY created_at DESC, id DESC LIMIT {arg(limit)}"
+    return await conn.fetch(f"SELECT {COLUMNS} FROM compute.servers {clause} {order}", *args)
+
+
+async def exists(conn: Connection, server_id: str) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM compute.servers WHERE id = $1", server_id))
+
+
+async def placed(tx: Connection, server_id: str, host: str, queue: str) -> asyncpg.Record | None:
+    """Scheduling → spawning on `host`; None when the server is no longer scheduling."""
+    return await tx.fetchrow(
+        f"""UPDATE compute.servers SET host = $2, agent_queue = $3, task_state = 'spawning',
+                step_at = now(), updated_at = now()
+            WHERE id = $1 AND task_state = 'scheduling' RETURNING {COLUMNS}""",
+        server_id, host, queue,
+    )  # fmt: skip
+
+
+async def spawned(tx: Connection, server_id: str, host: str) -> bool:
+    done: str = await tx.execute(
+        """UPDATE compute.servers SET vm_state = 'active', task_state = NULL, power_state = 1,
+                launched_at = now(), updated_at = now(), step_at = now()
+            WHERE id = $1 AND host = $2 AND task_state = 'spawning'""",
+        server_id, host,
+    )  # fmt: skip
+    return done.endswith(" 1")
+
+
+async def spawn_failed(tx: Connection, server_id: str, host: str, max_attempts: int) -> asyncpg.Record | None:
+    """Spawning on `host` → back to scheduling with `host` excluded, or (no attempts left)
+    nowhere: the caller then fails the server. None when it was not spawning there."""
+    return await tx.fetchrow(
+        """UPDATE compute.servers
+              SET host = NULL, agent_queue = NULL, tried_hosts = tried_hosts || $2::text,
+                  task_state = CASE WHEN cardinality(tried_hosts) + 1 < $3 THEN 'scheduling' END,
+                  step_at = now(), updated_at = now()
+            WHERE id = $1 AND host = $2 AND task_state = 'spawning'
+        RETURNING task_state, tried_hosts""",
+        server_id, host, max_attempts,
+    )  # fmt: skip
+
+
+async def fail(tx: Connection, server_id: str, fault: ServerFault, *, tasks: tuple[str | None, ...]) -> bool:
+    """→ ERROR with `fault`, from any of `tasks` (None: from no task)."""
+    done: str = await tx.execute(
+        """UPDATE compute.servers SET vm_state = 'error', task_state = NULL, power_state = 0,
+                fault = $2::jsonb, updated_at = now(), step_at = now()
+            WHERE id = $1 AND (task_state = ANY($3::text[]) OR ($4 AND task_state IS NULL))""",
+        server_id,
+        orjson.dumps(
+            {"code": fault.code, "message": fault.message, "details": fault.details, "created": fault.created}
+        ).decode(),
+        [t for t in tasks if t is not None],
+        None in tasks,
+    )
+    return done.endswith(" 1")
+
+
+async def start_task(
+    tx: Connection, server_id: str, task: str, vm_states: frozenset[str]
+) -> asyncpg.Record | None:
+    """Begin a power task from one of `vm_states` with no task running."""
+    return await tx.fetchrow(
+        f"""UPDATE compute.servers SET task_state = $2, step_at = now(), updated_at = now()
+            WHERE id = $1 AND task_state IS NULL AND vm_state = ANY($3::text[]) RETURNING {COLUMNS}""",
+        server_id, task, list(vm_states),
+    )  # fmt: skip
+
+
+async def power_reported(
+    tx: Connection, server_id: str, host: str, vm_state: str, power: int, *, boot_tasks: tuple[str, ...]
+) -> bool:
+    """The host says what the guest's power is: end any power task and follow it. Servers still
+    booting or being deleted are left alone (their own saga decides)."""
+    done: str = await tx.execute(
+        """UPDATE compute.servers SET vm_state = $3, power_state = $4, task_state = NULL,
+                updated_at = now(), step_at = now()
+            WHERE id = $1 AND host = $2
+              AND (task_state IS NULL OR NOT task_state = ANY($5::text[]))""",
+        server_id, host, vm_state, power, [*boot_tasks, "deleting"],
+    )  # fmt: skip
+    return done.endswith(" 1")
+
+
+async def begin_delete(tx: Connection, server_id: str) -> asyncpg.Record | None:
+    return await tx.fetchrow(
+        """UPDATE compute.servers SET task_state = 'deleting', step_at = now(), updated_at = now()
+            WHERE id = $1 RETURNING host, agent_queue""",
+        server_id,
+    )
+
+
+async def remove(tx: Connection, server_id: str) -> asyncpg.Record | None:
+    """Delete the row of a server being deleted; its usage, for the quota."""
+    return await tx.fetchrow(
+        """DELETE FROM compute.servers WHERE id = $1 AND task_state = 'deleting'
+            RETURNING project_id, vcpus, ram_mb""",
+        server_id,
+    )
+
+
+async def stale(tx: Connection, older_than_s: float, limit: int) -> list[asyncpg.Record]:
+    """Servers whose saga step has not moved for `older_than_s`, claimed for this replica by
+    touching their step time (SKIP LOCKED: replicas reaping at once take different rows)."""
+    return await tx.fetch(
+        f"""UPDATE compute.servers SET step_at = now()
+            WHERE id IN (SELECT id FROM compute.servers
+                          WHERE task_state IS NOT NULL AND step_at < now() - make_interval(secs => $1)
+                          ORDER BY step_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+            RETURNING {COLUMNS}, extract(epoch FROM now() - created_at) AS age""",
+        older_than_s, limit,
+    )  # fmt: skip
+
+
+async def on_hosts(conn: Connection, hosts: list[str]) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT id, host, vm_state, task_state, vcpus, ram_mb, disk_gb FROM compute.servers
+            WHERE host = ANY($1::text[])""",
+        hosts,
+    )
+
+
+async def group_hosts(tx: Connection, group_id: str, server_id: str) -> list[str]:
+    """Hosts of the group's other members, under a lock that makes the group's placements one
+    at a time (two members placed at once could both pick the same host)."""
+    await tx.execute("SELECT pg_advisory_xact_lock(hashtext('compute.server_group:' || $1))", group_id)
+    rows = await tx.fetch(
+        """SELECT DISTINCT host FROM compute.servers
+            WHERE group_id = $1 AND id <> $2 AND host IS NOT NULL""",
+        group_id, server_id,
+    )  # fmt: skip
+    return [r["host"] for r in rows]

@@ -1,0 +1,460 @@
+"""Servers: the API's handlers and the boot, power and delete sagas that follow them.
+
+Each step reads the server's row, asks one other party (scheduler, agent), and records the
+answer with a conditional update (`server_sql`); the next step is a cast, persisted by the
+broker, so a crash between steps loses nothing. A reaper drives again any step that has not
+moved for `saga_step_timeout_s`, and fails a build older than `build_timeout_s`: no server stays
+in BUILD for ever, and every allocation is released on delete and on failure.
+"""
+
+import asyncio
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Awaitable
+from typing import Any
+
+import asyncpg
+import orjson
+
+from actors.compute import boot, quota_sql, server_sql
+from actors.compute import sql as flavor_sql
+from fabric.actor import handles
+from fabric.service import ServiceActor, require_member
+from protocol import compute_agent as agent
+from protocol.compute import (
+    CreateServer,
+    DeleteServer,
+    GetServer,
+    GetServerConsole,
+    ListServers,
+    ScheduleServer,
+    ServerFault,
+    ServerList,
+    ServerView,
+    SetServerPower,
+    hostname_of,
+)
+from protocol.envelope import Context
+from protocol.errors import (
+    Conflict,
+    FabricError,
+    Invalid,
+    NotFound,
+    NoValidHost,
+    QuotaExceeded,
+    Timeout,
+    Unavailable,
+)
+from protocol.image import QUEUE as IMAGE
+from protocol.image import GetImage, ImageView
+from protocol.scheduler import QUEUE as SCHEDULER
+from protocol.scheduler import Placed, PlaceServer, ReleaseAllocation, Resources
+from protocol.system import Done
+
+log = logging.getLogger("fabric.compute")
+
+#: How long a saga step waits for the scheduler before leaving the step to the reaper.
+PLACE_TIMEOUT_S = 30.0
+REAP_BATCH = 200
+
+
+def _image_file(image: ImageView, field: str) -> dict[str, Any]:
+    if image.status != "active" or image.location is None:
+        raise Invalid(field, f"image {image.id} is not active (it is {image.status})")
+    return {
+        "image_id": image.id,
+        "location": image.location,
+        "checksum": image.checksum or "",
+        "size": image.size or 0,
+        "disk_format": image.disk_format or "raw",
+    }
+
+
+def _fault(message: str, *, code: int = 500, details: str = "") -> ServerFault:
+    return ServerFault(code=code, message=message, details=details, created=time.time())
+
+
+def _system_context() -> Context:
+    return Context(request_id=f"req-{uuid.uuid4()}", deadline=time.time() + 60)
+
+
+class Servers(ServiceActor):
+    """The server handlers of the compute service (mixed into `actor.Compute`)."""
+
+    def _visible(self, row: asyncpg.Record | None, ctx: Context, server_id: str) -> asyncpg.Record:
+        if row is None or (row["project_id"] != ctx.project_id and not ctx.is_admin):
+            raise NotFound("server", server_id)
+        return row
+
+    # --- create --------------------------------------------------------------------------------
+
+    async def _image(self, image_id: str, field: str, ctx: Context) -> ImageView:
+        try:
+            image: ImageView = await self.bus.call(IMAGE, GetImage(image_id=image_id), ctx)
+        except NotFound:
+            raise Invalid(field, f"image {image_id} could not be found") from None
+        return image
+
+    async def _spawn_spec(self, msg: CreateServer, ctx: Context) -> tuple[ImageView, dict[str, Any]]:
+        image = await self._image(msg.image_id, "imageRef", ctx)
+        spawn: dict[str, Any] = {"root": _image_file(image, "imageRef"), "kernel": None, "ramdisk": None}
+        for prop in ("kernel_id", "ramdisk_id"):
+            ref = image.properties.get(prop)
+            if ref:
+                part = await self._image(ref, f"imageRef.{prop}", ctx)
+                spawn[prop.removesuffix("_id")] = _image_file(part, f"imageRef.{prop}")
+        if spawn["kernel"] is not None:
+            base = image.properties.get("os_command_line", "console=ttyS0")
+            spawn["cmdline"] = f"{base} fabric.hostname={hostname_of(msg.name)}"
+        else:
+            spawn["cmdline"] = None
+        return image, spawn
+
+    @handles(CreateServer, key=lambda m: m.server_id)
+    async def create_server(self, msg: CreateServer, ctx: Context) -> ServerView:
+        require_member(ctx, "os_compute_api:servers:create")
+        async with self.store.transaction() as tx:
+            row = await server_sql.get(tx, msg.server_id)
+            if row is not None:
+                return server_sql.view(self._visible(row, ctx, msg.server_id))
+            flavor = await flavor_sql.get_flavor(
+                tx, msg.flavor_id, project=ctx.project_id, admin=ctx.is_admin
+            )
+            if flavor is None:
+                raise Invalid("flavorRef", f"flavor {msg.flavor_id} could not be found")
+            if msg.key_name is not None and not await tx.fetchval(
+                "SELECT true FROM compute.keypairs WHERE user_id = $1 AND name = $2",
+                ctx.user_id,
+                msg.key_name,
+            ):
+                raise Invalid("key_name", f"keypair {msg.key_name} could not be found")
+            if msg.group_id is not None and not await tx.fetchval(
+                "SELECT true FROM compute.server_groups WHERE id = $1 AND project_id = $2",
+                msg.group_id, ctx.project_id,
+            ):  # fmt: skip
+                raise Invalid("os:scheduler_hints.group", f"server group {msg.group_id} could not be found")
+            limits = await quota_sql.limits(tx, ctx.project_id or "")
+        if limits["metadata_items"] >= 0 and len(msg.metadata) > limits["metadata_items"]:
+            raise QuotaExceeded("metadata_items", str(limits["metadata_items"]))
+        image, spawn = await self._spawn_spec(msg, ctx)
+        if flavor.disk and image.size and image.size > flavor.disk * 1024**3:
+            raise Invalid("flavorRef", f"flavor {flavor.id}'s disk is too small for image {image.id}")
+        if flavor.ram < image.min_ram or (flavor.disk and flavor.disk < image.min_disk):
+            raise Invalid("flavorRef", f"flavor {flavor.id} is smaller than image {image.id} requires")
+        values = {
+            "id": msg.server_id,
+            "name": msg.name,
+            "description": msg.description,
+            "project_id": ctx.project_id,
+            "user_id": ctx.user_id,
+            "availability_zone": msg.availability_zone,
+            "flavor": {f: getattr(flavor, f) for f in flavor.__slots__},
+            "vcpus": flavor.vcpus,
+            "ram_mb": flavor.ram,
+            "disk_gb": flavor.disk,
+            "image_id": image.id,
+            "spawn": spawn,
+            "key_name": msg.key_name,
+            "metadata": msg.metadata,
+            "group_id": msg.group_id,
+        }
+        async with self.store.transaction() as tx:
+            created = await server_sql.insert(tx, values)
+            if created:
+                await quota_sql.take_server(tx, ctx.project_id or "", flavor.vcpus, flavor.ram)
+            row = await server_sql.get(tx, msg.server_id)
+        assert row is not None
+        if created:  # after commit: never announce a row that could still roll back
+            await self.bus.cast(self.queue, ScheduleServer(server_id=msg.server_id), ctx)
+        return server_sql.view(self._visible(row, ctx, msg.server_id))
+
+    # --- the boot saga -------------------------------------------------------------------------
+
+    @handles(ScheduleServer, key=lambda m: m.server_id)
+    async def schedule_server(self, msg: ScheduleServer, ctx: Context) -> None:
+        async with self.store.transaction() as tx:
+            row = await server_sql.get(tx, msg.server_id)
+        if row is None or row["task_state"] != boot.Task.SCHEDULING:
+            return  # placed already, or deleted: a replayed step
+        try:
+            placed, updated = await self._place(row, ctx)
+        except NoValidHost as exc:
+            async with self.store.transaction() as tx:
+                await server_sql.fail(tx, row["id"], _fault(exc.message), tasks=(boot.Task.SCHEDULING,))
+            return
+        except (Timeout, Unavailable) as exc:
+            log.warning(
+                "placement did not answer; the reaper will retry",
+                extra={"server_id": row["id"], "error": exc.message},
+            )
+            return
+        if updated is None:  # deleted while we placed it: give the room back
+            await self._release(row["id"], placed.host, ctx)
+            return
+        await self._send_spawn(updated, ctx)
+
+    async def _place(self, row: asyncpg.Record, ctx: Context) -> tuple[Placed, asyncpg.Record | None]:
+        """Ask the scheduler for a host and record it. A member of a server group is placed
+        under the group's lock, holding a connection across the call; others hold none."""
+        request = PlaceServer(
+            server_id=row["id"],
+            project_id=row["project_id"],
+            resources=Resources(vcpus=row["vcpus"], ram_mb=row["ram_mb"], disk_gb=row["disk_gb"]),
+            availability_zone=row["availability_zone"],
+            exclude_hosts=tuple(row["tried_hosts"]),
+        )
+        if row["group_id"] is None:
+            placed: Placed = await self.bus.call(SCHEDULER, request, ctx, timeout_s=PLACE_TIMEOUT_S)
+            async with self.store.transaction() as tx:
+                return placed, await server_sql.placed(tx, row["id"], placed.host, placed.queue)
+        async with self.store.transaction(timeout_s=PLACE_TIMEOUT_S) as tx:
+            policy = await tx.fetchval(
+                "SELECT policy FROM compute.server_groups WHERE id = $1", row["group_id"]
+            )
+            hosts = await server_sql.group_hosts(tx, row["group_id"], row["id"])
+            request = dataclasses.replace(request, group_policy=policy, group_hosts=tuple(hosts))
+            placed = await self.bus.call(SCHEDULER, request, ctx, timeout_s=PLACE_TIMEOUT_S)
+            return placed, await server_sql.placed(tx, row["id"], placed.host, placed.queue)
+
+    async def _send_spawn(self, row: asyncpg.Record, ctx: Context) -> None:
+        spawn = orjson.loads(row["spawn"])
+        msg = agent.SpawnGuest(
+            host=row["host"],
+            server_id=row["id"],
+            name=hostname_of(row["name"]),
+            vcpus=row["vcpus"],
+            ram_mb=row["ram_mb"],
+            disk_gb=row["disk_gb"],
+            root_image=agent.ImageFile(**spawn["root"]),
+            kernel=agent.ImageFile(**spawn["kernel"]) if spawn["kernel"] else None,
+            ramdisk=agent.ImageFile(**spawn["ramdisk"]) if spawn["ramdisk"] else None,
+            cmdline=spawn["cmdline"],
+        )
+        await self.bus.cast(row["agent_queue"], msg, ctx)
+
+    async def _release(self, server_id: str, host: str | None, ctx: Context) -> None:
+        await self.bus.call(SCHEDULER, ReleaseAllocation(server_id=server_id, host=host), ctx, timeout_s=30)
+
+    @handles(agent.GuestSpawned, key=lambda m: m.server_id)
+    async def on_spawned(self, msg: agent.GuestSpawned, ctx: Context) -> None:
+        async with self.store.transaction() as tx:
+            if not await server_sql.spawned(tx, msg.server_id, msg.host):
+                log.info("spawn reported for a server not spawning there", extra={"server_id": msg.server_id})
+
+    @handles(agent.GuestSpawnFailed, key=lambda m: m.server_id)
+    async def on_spawn_failed(self, msg: agent.GuestSpawnFailed, ctx: Context) -> None:
+        async with self.store.transaction() as tx:
+            moved = await server_sql.spawn_failed(
+                tx, msg.server_id, msg.host, self.settings.max_spawn_attempts
+            )
+            if moved is not None and moved["task_state"] is None:
+                hosts = ", ".join(moved["tried_hosts"])
+                fault = _fault(
+                    f"Build of instance {msg.server_id} failed on {len(moved['tried_hosts'])} host(s).",
+                    details=f"last error on {msg.host}: {msg.reason}; tried: {hosts}",
+                )
+                await server_sql.fail(tx, msg.server_id, fault, tasks=(None,))
+        if moved is None:
+            return
+        # Before placing again: the scheduler would otherwise answer with this allocation.
+        await self._release(msg.server_id, msg.host, ctx)
+        if moved["task_state"] == boot.Task.SCHEDULING:
+            await self.bus.cast(self.queue, ScheduleServer(server_id=msg.server_id), ctx)
+
+    # --- read ----------------------------------------------------------------------------------
+
+    @handles(GetServer)
+    async def get_server(self, msg: GetServer, ctx: Context) -> ServerView:
+        async with self.store.transaction() as tx:
+            row = await server_sql.get(tx, msg.server_id)
+        return server_sql.view(self._visible(row, ctx, msg.server_id))
+
+    @handles(ListServers)
+    async def list_servers(self, msg: ListServers, ctx: Context) -> ServerList:
+        if msg.all_projects or msg.project_id not in (None, ctx.project_id):
+            if not ctx.is_admin:
+                raise NotFound("servers of project", msg.project_id or "all")
+            project = msg.project_id
+        else:
+            project = ctx.project_id
+        status = None
+        if msg.status is not None:
+            status = boot.STATUS_FILTER.get(msg.status.upper())
+            if status is None:
+                return ServerList(items=(), more=False)  # Nova: an unknown status matches nothing
+        async with self.store.transaction() as tx:
+            rows = await server_sql.list_servers(
+                tx,
+                project_id=project,
+                name=msg.name,
+                status=status,
+                host=msg.host if ctx.is_admin else None,
+                image_id=msg.image_id,
+                flavor_id=msg.flavor_id,
+                marker=msg.marker,
+                limit=msg.limit + 1,
+            )
+        items = tuple(server_sql.view(r) for r in rows[: msg.limit])
+        return ServerList(items=items, more=len(rows) > msg.limit)
+
+    @handles(GetServerConsole)
+    async def get_console(self, msg: GetServerConsole, ctx: Context) -> agent.ConsoleOutput:
+        async with self.store.transaction() as tx:
+            row = self._visible(await server_sql.get(tx, msg.server_id), ctx, msg.server_id)
+        if row["host"] is None or row["vm_state"] == boot.VmState.BUILDING:
+            raise Conflict("server", f"{msg.server_id} is not running on a host yet")
+        out: agent.ConsoleOutput = await self.bus.call(
+            row["agent_queue"],
+            agent.GetConsoleOutput(host=row["host"], server_id=row["id"]),
+            ctx,
+            timeout_s=30,
+        )
+        if msg.lines is None:
+            return out
+        lines = out.output.splitlines(keepends=True)
+        return agent.ConsoleOutput(output="".join(lines[-msg.lines :] if msg.lines else []))
+
+    # --- power ---------------------------------------------------------------------------------
+
+    @handles(SetServerPower, key=lambda m: m.server_id)
+    async def set_power(self, msg: SetServerPower, ctx: Context) -> Done:
+        require_member(ctx, f"os_compute_api:servers:{msg.action}")
+        allowed, task = boot.POWER_ACTIONS[msg.action]
+        async with self.store.transaction() as tx:
+            row = self._visible(await server_sql.get(tx, msg.server_id), ctx, msg.server_id)
+            started = await server_sql.start_task(tx, msg.server_id, task, allowed)
+        if started is None:
+            raise Conflict(
+                "server",
+                f"cannot '{msg.action}' instance {msg.server_id} while it is in vm_state {row['vm_state']}"
+                + (f" and task_state {row['task_state']}" if row["task_state"] else ""),
+            )
+        await self.bus.cast(
+            started["agent_queue"],
+            agent.SetGuestPower(host=started["host"], server_id=msg.server_id, action=msg.action),
+            ctx,
+        )
+        return Done()
+
+    @handles(agent.GuestPowerChanged, key=lambda m: m.server_id)
+    async def on_power_changed(self, msg: agent.GuestPowerChanged, ctx: Context) -> None:
+        vm_state, power = boot.after_power_report(msg.power)
+        async with self.store.transaction() as tx:
+            changed = await server_sql.power_reported(
+                tx, msg.server_id, msg.host, vm_state, power, boot_tasks=tuple(boot.BOOT_TASKS)
+            )
+            if changed and vm_state == boot.VmState.ERROR:
+                reason = msg.reason or f"the guest is {msg.power} on host {msg.host}"
+                await server_sql.fail(tx, msg.server_id, _fault(reason), tasks=(None,))
+
+    # --- delete --------------------------------------------------------------------------------
+
+    @handles(DeleteServer, key=lambda m: m.server_id)
+    async def delete_server(self, msg: DeleteServer, ctx: Context) -> Done:
+        require_member(ctx, "os_compute_api:servers:delete")
+        async with self.store.transaction() as tx:
+            self._visible(await server_sql.get(tx, msg.server_id), ctx, msg.server_id)
+            row = await server_sql.begin_delete(tx, msg.server_id)
+        if row is None:
+            return Done()  # deleted meanwhile
+        if row["host"] is not None:
+            await self.bus.cast(
+                row["agent_queue"], agent.DestroyGuest(host=row["host"], server_id=msg.server_id), ctx
+            )
+        else:
+            await self._finish_delete(msg.server_id, None, ctx)
+        return Done()
+
+    async def _finish_delete(self, server_id: str, host: str | None, ctx: Context) -> None:
+        # Release first: a crash after it leaves a row in `deleting` that the reaper finishes;
+        # the other order could leave an allocation nobody knows about.
+        await self._release(server_id, host, ctx)
+        async with self.store.transaction() as tx:
+            gone = await server_sql.remove(tx, server_id)
+            if gone is not None:
+                await quota_sql.give_back_server(tx, gone["project_id"], gone["vcpus"], gone["ram_mb"])
+
+    @handles(agent.GuestDestroyed, key=lambda m: m.server_id)
+    async def on_destroyed(self, msg: agent.GuestDestroyed, ctx: Context) -> None:
+        async with self.store.transaction() as tx:
+            row = await server_sql.get(tx, msg.server_id)
+        if row is not None and row["task_state"] == boot.Task.DELETING and row["host"] == msg.host:
+            await self._finish_delete(msg.server_id, msg.host, ctx)
+
+    # --- agents reconciling --------------------------------------------------------------------
+
+    @handles(agent.SyncGuests)
+    async def sync_guests(self, msg: agent.SyncGuests, ctx: Context) -> agent.ExpectedGuests:
+        async with self.store.transaction() as tx:
+            rows = await server_sql.on_hosts(tx, list(msg.hosts))
+        return agent.ExpectedGuests(
+            guests={
+                r["id"]: agent.ExpectedGuest(
+                    host=r["host"],
+                    running=r["vm_state"] != boot.VmState.STOPPED,
+                    vcpus=r["vcpus"],
+                    ram_mb=r["ram_mb"],
+                    disk_gb=r["disk_gb"],
+                )
+                for r in rows
+                if r["task_state"] not in boot.BOOT_TASKS
+            }
+        )
+
+    # --- the reaper ----------------------------------------------------------------------------
+
+    def saga_jobs(self) -> list[Awaitable[None]]:
+        return [self._reap_forever()]
+
+    async def _reap_forever(self) -> None:
+        every = max(0.5, self.settings.saga_step_timeout_s / 4)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.reap()
+            except (FabricError, OSError, asyncpg.PostgresError) as exc:
+                log.warning("reaping failed; trying again later", extra={"error": str(exc)})
+
+    async def reap(self) -> int:
+        """Drive again every saga step that has not moved for the step timeout."""
+        async with self.store.transaction() as tx:
+            rows = await server_sql.stale(tx, self.settings.saga_step_timeout_s, REAP_BATCH)
+        for row in rows:
+            await self._redrive(row, _system_context())
+        return len(rows)
+
+    async def _redrive(self, row: asyncpg.Record, ctx: Context) -> None:
+        task, server_id = row["task_state"], row["id"]
+        log.info("driving a stale step again", extra={"server_id": server_id, "task_state": task})
+        if task in boot.BOOT_TASKS and float(row["age"]) > self.settings.build_timeout_s:
+            async with self.store.transaction() as tx:
+                failed = await server_sql.fail(
+                    tx,
+                    server_id,
+                    _fault(f"Build timed out after {self.settings.build_timeout_s:.0f}s."),
+                    tasks=(task,),
+                )
+            if failed:
+                if row["host"] is not None:
+                    await self.bus.cast(
+                        row["agent_queue"], agent.DestroyGuest(host=row["host"], server_id=server_id), ctx
+                    )
+                await self._release(server_id, None, ctx)
+            return
+        if task == boot.Task.SCHEDULING:
+            await self.bus.cast(self.queue, ScheduleServer(server_id=server_id), ctx)
+        elif task == boot.Task.SPAWNING:
+            await self._send_spawn(row, ctx)
+        elif task == boot.Task.DELETING:
+            if row["host"] is not None:
+                await self.bus.cast(
+                    row["agent_queue"], agent.DestroyGuest(host=row["host"], server_id=server_id), ctx
+                )
+            else:
+                await self._finish_delete(server_id, None, ctx)
+        else:
+            action = boot.ACTION_OF_TASK[task]
+            power = agent.SetGuestPower(host=row["host"], server_id=server_id, action=action)
+            await self.bus.cast(row["agent_queue"], power, ctx)

@@ -1,0 +1,224 @@
+"""The compute agent: the hands of the cloud on a hypervisor host (or on a fleet of fake ones).
+
+It keeps nothing durable; the hypervisor is its truth. It does what the compute service casts
+to it through a virt driver and answers with casts back, reports each host's capacity as an
+event (periodically, and at once after any change), and when it starts it reconciles what the
+hypervisor runs with what the database says: a guest that stopped on its own is reported so
+that the database follows, a guest the database expects but the hypervisor lacks is reported
+missing, and a guest nobody owns is logged, never silently kept or removed.
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+
+from fabric.actor import Actor, handles
+from fabric.bus import Bus
+from fabric.virt import GuestNotFound, GuestSpec, ImageFile, PowerState, SpawnFailed, VirtDriver
+from protocol import compute_agent as wire
+from protocol.compute import QUEUE as COMPUTE
+from protocol.envelope import Context
+from protocol.errors import FabricError, Invalid, NotFound
+from protocol.scheduler import CapacityReport
+
+log = logging.getLogger("fabric.compute_agent")
+
+#: Reconciling waits for the compute service this long per try, and retries until it answers.
+SYNC_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    name: str
+    driver: VirtDriver
+    availability_zone: str = "nova"
+
+
+def _image(f: wire.ImageFile | None) -> ImageFile | None:
+    if f is None:
+        return None
+    return ImageFile(
+        image_id=f.image_id, location=f.location, checksum=f.checksum, size=f.size, disk_format=f.disk_format
+    )
+
+
+def _context() -> Context:
+    return Context(request_id=f"req-{uuid.uuid4()}", deadline=time.time() + SYNC_TIMEOUT_S)
+
+
+class ComputeAgent(Actor):
+    service = "compute-agent"
+    #: Spawns take seconds on real hosts; a fleet of fake hosts wants many at once.
+    prefetch = 256
+
+    def __init__(
+        self,
+        bus: Bus,
+        hosts: list[HostConfig],
+        *,
+        queue: str,
+        report_interval_s: float = 10.0,
+    ) -> None:
+        super().__init__(bus, queue=queue)
+        self.hosts: Mapping[str, HostConfig] = {h.name: h for h in hosts}
+        self.report_interval_s = report_interval_s
+        #: What each guest uses, by host and server: the "used" of the capacity reports.
+        self._sizes: dict[str, dict[str, tuple[int, int, int]]] = {h.name: {} for h in hosts}
+
+    def _host(self, name: str) -> HostConfig:
+        host = self.hosts.get(name)
+        if host is None:
+            raise Invalid("host", f"{name} is not served by agent queue {self.queue}")
+        return host
+
+    # --- life cycle ----------------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        await asyncio.gather(*(h.driver.start() for h in self.hosts.values()))
+
+    async def teardown(self) -> None:
+        await asyncio.gather(*(h.driver.close() for h in self.hosts.values()), return_exceptions=True)
+
+    async def background(self) -> list[Awaitable[None]]:
+        return [self._report_forever(), self._reconcile()]
+
+    # --- capacity ------------------------------------------------------------------------------
+
+    def _report(self, host: HostConfig) -> CapacityReport:
+        total = host.driver.resources()
+        sizes = self._sizes[host.name].values()
+        return CapacityReport(
+            host=host.name,
+            queue=self.queue,
+            hypervisor_type=host.driver.hypervisor_type,
+            availability_zone=host.availability_zone,
+            vcpus=total.vcpus,
+            ram_mb=total.ram_mb,
+            disk_gb=total.disk_gb,
+            used_vcpus=sum(s[0] for s in sizes),
+            used_ram_mb=sum(s[1] for s in sizes),
+            used_disk_gb=sum(s[2] for s in sizes),
+            running=len(sizes),
+            sent_at=time.time(),
+        )
+
+    async def report(self, host: HostConfig) -> None:
+        await self.bus.publish(self._report(host), _context(), ttl_s=self.report_interval_s * 3)
+
+    async def _report_forever(self) -> None:
+        while True:
+            await asyncio.gather(*(self.report(h) for h in self.hosts.values()))
+            await asyncio.sleep(self.report_interval_s)
+
+    # --- reconciling ---------------------------------------------------------------------------
+
+    async def _reconcile(self) -> None:
+        """Once, at start: make the database's power states follow the hypervisor's. Then
+        idle, so the job does not end (an ended background job would restart the actor)."""
+        while True:
+            try:
+                expected = await self.bus.call(
+                    COMPUTE, wire.SyncGuests(hosts=tuple(self.hosts)), _context(), timeout_s=SYNC_TIMEOUT_S
+                )
+                break
+            except FabricError as exc:
+                log.warning("cannot reconcile yet: %s", exc.message)
+                await asyncio.sleep(5)
+        ctx = _context()
+        for host in self.hosts.values():
+            actual = await host.driver.guests()
+            for server_id, power in actual.items():
+                owner = expected.guests.get(server_id)
+                if owner is None or owner.host != host.name:
+                    log.warning(
+                        "guest owned by no server on this host: left alone",
+                        extra={"host": host.name, "server_id": server_id, "power": str(power)},
+                    )
+                    continue
+                self._sizes[host.name][server_id] = (owner.vcpus, owner.ram_mb, owner.disk_gb)
+                if (power is PowerState.RUNNING) != owner.running:
+                    await self._tell(ctx, host.name, server_id, power.value)
+            for server_id, owner in expected.guests.items():
+                if owner.host == host.name and server_id not in actual:
+                    await self._tell(ctx, host.name, server_id, "missing")
+            await self.report(host)
+        await asyncio.Event().wait()
+
+    async def _tell(self, ctx: Context, host: str, server_id: str, power: wire.PowerState) -> None:
+        await self.bus.cast(COMPUTE, wire.GuestPowerChanged(host=host, server_id=server_id, power=power), ctx)
+
+    # --- commands ------------------------------------------------------------------------------
+
+    @handles(wire.SpawnGuest, key=lambda m: m.server_id)
+    async def spawn(self, msg: wire.SpawnGuest, ctx: Context) -> None:
+        host = self._host(msg.host)
+        root = _image(msg.root_image)
+        assert root is not None
+        spec = GuestSpec(
+            server_id=msg.server_id,
+            name=msg.name,
+            vcpus=msg.vcpus,
+            ram_mb=msg.ram_mb,
+            disk_gb=msg.disk_gb,
+            root_image=root,
+            kernel=_image(msg.kernel),
+            ramdisk=_image(msg.ramdisk),
+            cmdline=msg.cmdline,
+        )
+        try:
+            await host.driver.spawn(spec)
+        except SpawnFailed as exc:
+            log.warning(
+                "spawn failed", extra={"host": msg.host, "server_id": msg.server_id, "reason": exc.reason}
+            )
+            await self.bus.cast(
+                COMPUTE, wire.GuestSpawnFailed(host=msg.host, server_id=msg.server_id, reason=exc.reason), ctx
+            )
+            return
+        self._sizes[msg.host][msg.server_id] = (msg.vcpus, msg.ram_mb, msg.disk_gb)
+        await self.bus.cast(
+            COMPUTE, wire.GuestSpawned(host=msg.host, server_id=msg.server_id, power="running"), ctx
+        )
+        await self.report(host)
+
+    @handles(wire.SetGuestPower, key=lambda m: m.server_id)
+    async def set_power(self, msg: wire.SetGuestPower, ctx: Context) -> None:
+        host = self._host(msg.host)
+        driver = host.driver
+        try:
+            if msg.action == "start":
+                await driver.power_on(msg.server_id)
+            elif msg.action == "stop":
+                await driver.power_off(msg.server_id)
+            else:
+                await driver.reboot(msg.server_id, hard=msg.action == "hard-reboot")
+        except GuestNotFound:
+            changed = wire.GuestPowerChanged(
+                host=msg.host, server_id=msg.server_id, power="missing", failed_action=msg.action,
+                reason="the hypervisor has no such guest",
+            )  # fmt: skip
+            await self.bus.cast(COMPUTE, changed, ctx)
+            return
+        power = (await driver.guests()).get(msg.server_id, PowerState.OTHER)
+        await self.bus.cast(
+            COMPUTE, wire.GuestPowerChanged(host=msg.host, server_id=msg.server_id, power=power.value), ctx
+        )
+
+    @handles(wire.DestroyGuest, key=lambda m: m.server_id)
+    async def destroy(self, msg: wire.DestroyGuest, ctx: Context) -> None:
+        host = self._host(msg.host)
+        await host.driver.destroy(msg.server_id)
+        self._sizes[msg.host].pop(msg.server_id, None)
+        await self.bus.cast(COMPUTE, wire.GuestDestroyed(host=msg.host, server_id=msg.server_id), ctx)
+        await self.report(host)
+
+    @handles(wire.GetConsoleOutput)
+    async def console_output(self, msg: wire.GetConsoleOutput, ctx: Context) -> wire.ConsoleOutput:
+        host = self._host(msg.host)
+        try:
+            return wire.ConsoleOutput(output=await host.driver.console_output(msg.server_id, msg.max_bytes))
+        except GuestNotFound:
+            raise NotFound("server console", msg.server_id) from None

@@ -1,0 +1,87 @@
+"""The per-host image cache: each image's bytes copied once from the blob store to a local file.
+
+Guests' root disks are copy-on-write overlays of these files and kernels boot from them, so a
+file here is never written again once in place, and many guests share it. A copy is streamed
+(an image is never held whole in memory), checked against the md5 the image service recorded,
+written under a temporary name and renamed into place only when complete and verified: a file
+named after an image id is always that image, whole. Concurrent fetches of one image in this
+process wait for the one download; a second agent process on the same host (there should be
+none) would at worst download the same bytes again, and the rename keeps that harmless.
+"""
+
+import asyncio
+import hashlib
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import BinaryIO
+
+from fabric.blobs import BlobStore
+from fabric.virt import ImageFile, SpawnFailed
+from protocol.errors import Invalid
+
+#: Image ids become file names: no separators, no leading dot (Glance's are UUIDs).
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+
+
+class ImageCache:
+    """Local copies of images under `root`, named by image id."""
+
+    def __init__(self, root: Path, blobs: BlobStore) -> None:
+        self.root = root
+        self.blobs = blobs
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def path(self, image_id: str) -> Path:
+        if not _SAFE_ID.fullmatch(image_id):
+            raise SpawnFailed(f"image id {image_id!r} is not a valid image id")
+        return self.root / image_id
+
+    async def fetch(self, image: ImageFile) -> Path:
+        """The local file of `image`, copied from the blob store first if it is not here yet.
+        Raises `SpawnFailed` when the data is missing or does not match its checksum or size."""
+        path = self.path(image.image_id)
+        lock = self._locks.setdefault(image.image_id, asyncio.Lock())
+        async with lock:
+            if await asyncio.to_thread(path.is_file):
+                return path
+            await self._download(image, path)
+            return path
+
+    async def _download(self, image: ImageFile, path: Path) -> None:
+        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+        md5, size = hashlib.md5(usedforsecurity=False), 0
+        f = await asyncio.to_thread(open, partial, "wb")
+        try:
+            try:
+                async for chunk in self.blobs.read(image.location):
+                    md5.update(chunk)
+                    size += len(chunk)
+                    await asyncio.to_thread(f.write, chunk)
+            except (FileNotFoundError, Invalid) as exc:
+                raise SpawnFailed(
+                    f"image {image.image_id}: its data is missing from the image store"
+                ) from exc
+            if size != image.size or md5.hexdigest() != image.checksum:
+                raise SpawnFailed(
+                    f"image {image.image_id}: the stored data does not match its checksum "
+                    f"({size} bytes, md5 {md5.hexdigest()}; "
+                    f"expected {image.size} bytes, md5 {image.checksum})"
+                )
+            await asyncio.to_thread(_flush_readable, f)
+        except BaseException:
+            f.close()
+            await asyncio.to_thread(partial.unlink, missing_ok=True)
+            raise
+        f.close()
+        await asyncio.to_thread(os.replace, partial, path)
+
+
+def _flush_readable(f: BinaryIO) -> None:
+    # Readable by all: qemu runs as its own user (libvirt-qemu) and opens these files, read-only,
+    # as backing files and kernels.
+    f.flush()
+    os.fchmod(f.fileno(), 0o644)
+    os.fsync(f.fileno())

@@ -1,0 +1,346 @@
+"""Compute v2.1 servers under `/compute/v2.1/servers`: create, list, show, delete, actions.
+
+Bodies follow Nova's 2.1 schema, which tempest checks strictly: `flavor` and `image` as
+`{id, links}`, times without fractions, the `OS-EXT-*` attributes (host ones for admins only),
+and a `fault` on servers in ERROR.
+"""
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from aiohttp import web
+
+from fabric.gateway.compute import base_url
+from fabric.gateway.context import BUS, authenticated
+from fabric.gateway.http import json_response, query_bool, query_str, read_json, read_json_value
+from fabric.gateway.image_views import iso
+from fabric.gateway.microversion import Version, version_of
+from protocol.codec import MaxLen, MinLen, Range, decode
+from protocol.compute import (
+    QUEUE,
+    CreateServer,
+    DeleteServer,
+    GetServer,
+    GetServerConsole,
+    ListServers,
+    PowerAction,
+    ServerView,
+    SetServerPower,
+    hostname_of,
+)
+from protocol.compute_agent import ConsoleOutput
+from protocol.envelope import Context
+from protocol.errors import Invalid
+
+#: At most this many servers from one create request (`max_count`).
+MAX_COUNT = 100
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/compute/v2.1/servers", list_servers)
+    r.add_get("/compute/v2.1/servers/detail", list_servers_detail)
+    r.add_post("/compute/v2.1/servers", create_server)
+    r.add_get("/compute/v2.1/servers/{server_id}", show_server)
+    r.add_delete("/compute/v2.1/servers/{server_id}", delete_server)
+    r.add_post("/compute/v2.1/servers/{server_id}/action", server_action)
+
+
+def _usage_time(ts: float | None) -> str | None:
+    """OS-SRV-USG times carry microseconds and no zone, as Nova prints them."""
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def server_body(
+    base: str, s: ServerView, ctx: Context, version: Version, *, detail: bool = True
+) -> dict[str, Any]:
+    root = base.removesuffix("/v2.1")
+    links = [
+        {"rel": "self", "href": f"{base}/servers/{s.id}"},
+        {"rel": "bookmark", "href": f"{root}/servers/{s.id}"},
+    ]
+    if not detail:
+        return {"id": s.id, "name": s.name, "links": links}
+    host_id = hashlib.sha224(f"{s.project_id}{s.host}".encode()).hexdigest() if s.host else ""
+    body: dict[str, Any] = {
+        "id": s.id,
+        "name": s.name,
+        "status": s.status,
+        "tenant_id": s.project_id,
+        "user_id": s.user_id,
+        "metadata": s.metadata,
+        "hostId": host_id,
+        "image": {"id": s.image_id, "links": [{"rel": "bookmark", "href": f"{root}/images/{s.image_id}"}]},
+        "flavor": {
+            "id": s.flavor.id,
+            "links": [{"rel": "bookmark", "href": f"{root}/flavors/{s.flavor.id}"}],
+        },
+        "created": iso(s.created_at),
+        "updated": iso(s.updated_at),
+        "addresses": {},
+        "accessIPv4": "",
+        "accessIPv6": "",
+        "links": links,
+        "OS-DCF:diskConfig": "MANUAL",
+        "progress": 0,
+        "OS-EXT-AZ:availability_zone": s.availability_zone or "nova",
+        "config_drive": "",
+        "key_name": s.key_name,
+        "OS-SRV-USG:launched_at": _usage_time(s.launched_at),
+        "OS-SRV-USG:terminated_at": None,
+        "OS-EXT-STS:task_state": s.task_state,
+        "OS-EXT-STS:vm_state": s.vm_state,
+        "OS-EXT-STS:power_state": s.power_state,
+        "os-extended-volumes:volumes_attached": [],
+    }
+    if ctx.is_admin:
+        body["OS-EXT-SRV-ATTR:host"] = s.host
+        body["OS-EXT-SRV-ATTR:hypervisor_hostname"] = s.host
+        body["OS-EXT-SRV-ATTR:instance_name"] = f"fabric-{s.id}"
+        if version >= (2, 3):
+            body["OS-EXT-SRV-ATTR:reservation_id"] = f"r-{s.id[:8]}"
+            body["OS-EXT-SRV-ATTR:launch_index"] = 0
+            body["OS-EXT-SRV-ATTR:hostname"] = hostname_of(s.name)
+            body["OS-EXT-SRV-ATTR:kernel_id"] = s.kernel_id or ""
+            body["OS-EXT-SRV-ATTR:ramdisk_id"] = s.ramdisk_id or ""
+            body["OS-EXT-SRV-ATTR:root_device_name"] = "/dev/vda"
+            body["OS-EXT-SRV-ATTR:user_data"] = None
+        if version >= (2, 16):
+            # Compute does not watch hosts' health (the scheduler does): say so, not "UP".
+            body["host_status"] = "UNKNOWN" if s.host else ""
+    if version >= (2, 9):
+        body["locked"] = False
+    if version >= (2, 19):
+        body["description"] = s.description
+    if version >= (2, 26):
+        body["tags"] = []
+    if s.fault is not None:
+        fault: dict[str, Any] = {
+            "code": s.fault.code,
+            "message": s.fault.message,
+            "created": iso(s.fault.created),
+        }
+        if ctx.is_admin or s.fault.code != 500:
+            fault["details"] = s.fault.details
+        body["fault"] = fault
+    return body
+
+
+# --- create ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerFields:
+    name: Annotated[str, MinLen(1), MaxLen(255)]
+    flavorRef: Annotated[str, MinLen(1), MaxLen(255)]  # Nova's names
+    description: Annotated[str, MaxLen(255)] | None = None
+    imageRef: Annotated[str, MaxLen(255)] | None = None
+    key_name: Annotated[str, MinLen(1), MaxLen(255)] | None = None
+    availability_zone: Annotated[str, MinLen(1), MaxLen(255)] | None = None
+    metadata: dict[str, Annotated[str, MaxLen(255)]] = field(default_factory=dict)
+    min_count: Annotated[int, Range(1, MAX_COUNT)] = 1
+    max_count: Annotated[int, Range(1, MAX_COUNT)] | None = None
+    networks: Any = None
+    block_device_mapping_v2: Any = None
+    security_groups: Any = None
+    user_data: Annotated[str, MaxLen(65535)] | None = None
+    config_drive: Any = None
+    adminPass: Annotated[str, MaxLen(255)] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateRequest:
+    server: dict[str, Any]
+    hints: dict[str, Any] | None = None
+
+
+def _image_id(fields: ServerFields) -> str:
+    """imageRef, or the image of OSC's image→local boot mapping (it sends both)."""
+    mappings = fields.block_device_mapping_v2 or []
+    if not isinstance(mappings, list):
+        raise Invalid("server.block_device_mapping_v2", "a list of block device mappings")
+    for i, m in enumerate(mappings):
+        if (
+            not isinstance(m, dict)
+            or m.get("source_type") != "image"
+            or m.get("destination_type", "local") != "local"
+        ):
+            raise Invalid(
+                f"server.block_device_mapping_v2[{i}]",
+                "only an image booted on local disk is supported (volumes are not available yet)",
+            )
+        if fields.imageRef is None and isinstance(m.get("uuid"), str):
+            return str(m["uuid"])
+    if not fields.imageRef:
+        raise Invalid("server.imageRef", "an image to boot from is required")
+    return fields.imageRef.rstrip("/").rsplit("/", 1)[-1]  # Nova takes an image URL too
+
+
+def _check_networks(networks: Any, version: Version) -> None:
+    """From 2.37 `networks` is required: "none", "auto" or a list. There is no network service
+    yet, so "auto" (attach what is available) attaches nothing, and a list cannot be met."""
+    if version >= (2, 37):
+        if networks is None:
+            raise Invalid("server.networks", "required from microversion 2.37: none, auto or a list")
+        if networks in ("none", "auto"):
+            return
+    elif networks is None or networks == []:
+        return
+    elif isinstance(networks, str):
+        raise Invalid("server.networks", f"{networks[:20]!r} needs microversion 2.37 or later")
+    raise Invalid("server.networks", "networks are not available yet: boot with no network (--nic none)")
+
+
+async def create_server(request: web.Request) -> web.Response:
+    ctx = authenticated(request)
+    body = decode(CreateRequest, _rename_hints(await read_json_value(request)), path="")
+    fields = decode(ServerFields, body.server, path="server")
+    version = version_of(request)
+    if fields.description is not None and version < (2, 19):
+        raise Invalid("server.description", "needs microversion 2.19 or later")
+    _check_networks(fields.networks, version)
+    count = fields.max_count or fields.min_count
+    if count < fields.min_count:
+        raise Invalid("server.max_count", "must not be less than min_count")
+    group = (body.hints or {}).get("group")
+    if group is not None and not isinstance(group, str):
+        raise Invalid("os:scheduler_hints.group", "a server group id")
+    image_id = _image_id(fields)
+    flavor_id = fields.flavorRef.rstrip("/").rsplit("/", 1)[-1]
+    bus = request.app[BUS]
+    first = None
+    for i in range(count):
+        msg = CreateServer(
+            server_id=str(uuid.uuid4()),
+            name=fields.name if count == 1 else f"{fields.name}-{i + 1}",
+            description=fields.description,
+            image_id=image_id,
+            flavor_id=flavor_id,
+            key_name=fields.key_name,
+            availability_zone=fields.availability_zone,
+            metadata=fields.metadata,
+            group_id=group,
+        )
+        created = await bus.call(QUEUE, msg, ctx)
+        first = first or created
+    assert first is not None
+    base = base_url(request)
+    out = server_body(base, first, ctx, version, detail=False)
+    out |= {"OS-DCF:diskConfig": "MANUAL", "security_groups": [{"name": "default"}], "adminPass": ""}
+    return json_response({"server": out}, status=202)
+
+
+def _rename_hints(raw: Any) -> Any:
+    if isinstance(raw, dict) and "os:scheduler_hints" in raw:
+        raw = dict(raw)
+        raw["hints"] = raw.pop("os:scheduler_hints")
+    return raw
+
+
+# --- read --------------------------------------------------------------------------------------
+
+
+def _list_message(request: web.Request, ctx: Context) -> ListServers:
+    query: dict[str, Any] = {}
+    for name in ("name", "status", "host", "marker"):
+        value = query_str(request, name)
+        if value is not None:
+            query[name] = value
+    for name, key in (("image", "image_id"), ("flavor", "flavor_id")):
+        value = query_str(request, name)
+        if value is not None:
+            query[key] = value.rstrip("/").rsplit("/", 1)[-1]
+    limit = query_str(request, "limit")
+    if limit is not None:
+        if not limit.isdigit():
+            raise Invalid("limit", "a whole number")
+        query["limit"] = max(1, min(int(limit), 1000))
+    all_projects = query_bool(request, "all_tenants")
+    if all_projects is None and "all_tenants" in request.query:  # `?all_tenants` alone means yes
+        all_projects = True
+    project = query_str(request, "project_id") or query_str(request, "tenant_id")
+    query["all_projects"] = bool(all_projects) and project is None
+    if project is not None:
+        query["project_id"] = project
+    if query_bool(request, "deleted"):
+        query["status"] = "DELETED"  # deleted servers are gone here: an empty list
+    return decode(ListServers, query, path="query")
+
+
+async def _list(request: web.Request, *, detail: bool) -> web.Response:
+    ctx = authenticated(request)
+    msg = _list_message(request, ctx)
+    found = await request.app[BUS].call(QUEUE, msg, ctx)
+    base = base_url(request)
+    version = version_of(request)
+    body: dict[str, Any] = {
+        "servers": [server_body(base, s, ctx, version, detail=detail) for s in found.items]
+    }
+    if found.more:
+        path = "servers/detail" if detail else "servers"
+        body["servers_links"] = [
+            {"rel": "next", "href": f"{base}/{path}?limit={msg.limit}&marker={found.items[-1].id}"}
+        ]
+    return json_response(body)
+
+
+async def list_servers(request: web.Request) -> web.Response:
+    return await _list(request, detail=False)
+
+
+async def list_servers_detail(request: web.Request) -> web.Response:
+    return await _list(request, detail=True)
+
+
+async def show_server(request: web.Request) -> web.Response:
+    ctx = authenticated(request)
+    found = await request.app[BUS].call(QUEUE, GetServer(server_id=request.match_info["server_id"]), ctx)
+    return json_response({"server": server_body(base_url(request), found, ctx, version_of(request))})
+
+
+async def delete_server(request: web.Request) -> web.Response:
+    ctx = authenticated(request)
+    await request.app[BUS].call(QUEUE, DeleteServer(server_id=request.match_info["server_id"]), ctx)
+    return web.Response(status=204)
+
+
+# --- actions -----------------------------------------------------------------------------------
+
+POWER: dict[str, PowerAction] = {"os-start": "start", "os-stop": "stop"}
+
+
+async def server_action(request: web.Request) -> web.Response:
+    """`{"os-start": null}`, `{"os-stop": null}`, `{"reboot": {"type": "SOFT"|"HARD"}}`,
+    `{"os-getConsoleOutput": {"length": N}}` (the CLI sends `{}`)."""
+    ctx = authenticated(request)
+    server_id = request.match_info["server_id"]
+    body = await read_json(request, dict[str, Any])
+    if len(body) != 1:
+        raise Invalid("body", "exactly one action")
+    ((action, args),) = body.items()
+    bus = request.app[BUS]
+    if action in POWER:
+        await bus.call(QUEUE, SetServerPower(server_id=server_id, action=POWER[action]), ctx)
+        return web.Response(status=202)
+    if action == "reboot":
+        kind = args.get("type") if isinstance(args, dict) else None
+        if not isinstance(kind, str) or kind.upper() not in ("SOFT", "HARD"):
+            raise Invalid("reboot.type", "SOFT or HARD")
+        power: PowerAction = "soft-reboot" if kind.upper() == "SOFT" else "hard-reboot"
+        await bus.call(QUEUE, SetServerPower(server_id=server_id, action=power), ctx)
+        return web.Response(status=202)
+    if action == "os-getConsoleOutput":
+        if not isinstance(args, dict):
+            raise Invalid("os-getConsoleOutput", "an object, optionally with length")
+        length = args.get("length")
+        if isinstance(length, str) and length.lstrip("-").isdigit():
+            length = int(length)
+        if length is not None and (type(length) is not int or length < -1):
+            raise Invalid("os-getConsoleOutput.length", "a whole number of lines, or -1 for all")
+        lines = None if length in (None, -1) else length
+        out: ConsoleOutput = await bus.call(QUEUE, GetServerConsole(server_id=server_id, lines=lines), ctx)
+        return json_response({"output": out.output})
+    raise Invalid("body", f"there is no such action: {action[:60]}")

@@ -1,0 +1,114 @@
+"""The seam between a compute agent and a hypervisor: what a virt driver must do.
+
+A driver manages the guests of one host. Every operation is idempotent and keyed by the server
+id, because the agent may be asked twice (a redelivered message, a saga resumed after a crash):
+spawning a guest that already runs, or destroying one that is gone, succeeds and does nothing.
+Drivers that wrap blocking libraries (libvirt) do their blocking inside `asyncio.to_thread`.
+
+Three drivers implement it: `libvirt` (qemu:///system, KVM or TCG), the same on libvirt's
+`test:///default` for fast tests, and `fake` (in memory, thousands per process).
+"""
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+
+class PowerState(StrEnum):
+    RUNNING = "running"
+    SHUTDOWN = "shutdown"
+    #: The hypervisor knows the guest but it is neither running nor cleanly off (crashed, paused).
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageFile:
+    """An image the guest needs, as the image service stores it. A driver that needs the bytes
+    copies them into its per-host image cache once (streamed from the blob store, md5 verified)."""
+
+    image_id: str
+    #: The blob store's name for the data (`fabric.blobs`).
+    location: str
+    #: md5 of the data, as Glance's `checksum`; the cache refuses a copy that does not match.
+    checksum: str
+    size: int
+    disk_format: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuestSpec:
+    """Everything a driver needs to create one guest."""
+
+    server_id: str
+    #: The server's name, given to the guest as its hostname.
+    name: str
+    vcpus: int
+    ram_mb: int
+    #: Root disk size; 0: the size of the image.
+    disk_gb: int
+    #: The root disk's image (the base of a copy-on-write overlay).
+    root_image: ImageFile
+    #: Direct kernel boot (Glance's `kernel_id`/`ramdisk_id`/`os_command_line`): all None for
+    #: an image that boots from its own disk.
+    kernel: ImageFile | None = None
+    ramdisk: ImageFile | None = None
+    cmdline: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostResources:
+    """What the host offers guests, before over-commit ratios (the scheduler applies those)."""
+
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+
+
+class VirtDriver(Protocol):
+    #: The hypervisor type shown in os-hypervisors (`QEMU`, `KVM`, `fake`).
+    hypervisor_type: str
+
+    async def start(self) -> None:
+        """Connect to the hypervisor (and, for libvirt `auto`, probe which virt type works)."""
+
+    async def close(self) -> None: ...
+
+    def resources(self) -> HostResources: ...
+
+    async def spawn(self, spec: GuestSpec) -> None:
+        """Create and start the guest. Raises `SpawnFailed` with a reason a user may read; a
+        failed spawn leaves nothing behind. A guest with this id that exists already: no-op."""
+
+    async def destroy(self, server_id: str) -> None:
+        """Stop the guest hard and remove it and its disks. Gone already: no-op."""
+
+    async def power_on(self, server_id: str) -> None: ...
+
+    async def power_off(self, server_id: str) -> None:
+        """Shut the guest off (hard, as Nova's stop does after its grace period)."""
+
+    async def reboot(self, server_id: str, *, hard: bool) -> None: ...
+
+    async def console_output(self, server_id: str, max_bytes: int) -> str:
+        """The tail of what the guest wrote on its serial console (at most `max_bytes`)."""
+
+    async def guests(self) -> dict[str, PowerState]:
+        """Every guest this driver manages on the host, by server id, with its power state: what
+        the agent reconciles with the database on restart. Domains the fabric did not make are
+        not included."""
+
+
+class SpawnFailed(Exception):
+    """The hypervisor could not create the guest; `reason` is shown in the server's fault."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class GuestNotFound(Exception):
+    """An action on a guest the hypervisor does not have."""
+
+    def __init__(self, server_id: str) -> None:
+        super().__init__(f"no guest for server {server_id} on this host")
+        self.server_id = server_id

@@ -1,0 +1,157 @@
+"""Compute agents: one per hypervisor host, or one process for a fleet of simulated hosts.
+
+An agent takes commands on the queue its capacity reports name (`compute.<host>` for a real
+host; a simulated fleet shares one queue per process, because 10,000 queues cost the broker
+far more than 10,000 bindings of one). Every command names its `host`.
+
+Commands that take time are casts, persisted until the agent has done them, so an agent that
+dies mid-spawn does the spawn again when it comes back (drivers are idempotent). The agent
+answers them with casts to the `compute` queue: `GuestSpawned`, `GuestSpawnFailed`,
+`GuestPowerChanged`, `GuestDestroyed`. Only console output is a call.
+"""
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from protocol.codec import MaxLen, MinLen, Range
+
+HostName = Annotated[str, MinLen(1), MaxLen(255)]
+ServerId = Annotated[str, MinLen(1), MaxLen(64)]
+PowerState = Literal["running", "shutdown", "other", "missing"]
+
+
+def host_queue(host: str) -> str:
+    """The queue of a real host's own agent."""
+    return f"compute.{host}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageFile:
+    image_id: Annotated[str, MinLen(1), MaxLen(64)]
+    location: Annotated[str, MinLen(1), MaxLen(1024)]
+    checksum: Annotated[str, MaxLen(64)]
+    size: Annotated[int, Range(0, 2**62)]
+    disk_format: Annotated[str, MaxLen(32)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpawnGuest:
+    """Create and start the guest. Answered by GuestSpawned or GuestSpawnFailed."""
+
+    host: HostName
+    server_id: ServerId
+    name: Annotated[str, MaxLen(255)]
+    vcpus: Annotated[int, Range(1, 2**31)]
+    ram_mb: Annotated[int, Range(1, 2**40)]
+    disk_gb: Annotated[int, Range(0, 2**31)]
+    root_image: ImageFile
+    kernel: ImageFile | None = None
+    ramdisk: ImageFile | None = None
+    cmdline: Annotated[str, MaxLen(4096)] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetGuestPower:
+    """Start, stop or reboot. Answered by GuestPowerChanged."""
+
+    host: HostName
+    server_id: ServerId
+    action: Literal["start", "stop", "soft-reboot", "hard-reboot"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DestroyGuest:
+    """Remove the guest and its disks. Answered by GuestDestroyed (also when it was gone)."""
+
+    host: HostName
+    server_id: ServerId
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetConsoleOutput:
+    """Call. Reply: ConsoleOutput."""
+
+    host: HostName
+    server_id: ServerId
+    max_bytes: Annotated[int, Range(1, 16 * 1024 * 1024)] = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsoleOutput:
+    output: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuestSpawned:
+    host: str
+    server_id: str
+    power: PowerState
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuestSpawnFailed:
+    host: str
+    server_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuestPowerChanged:
+    """After a power action, and when the agent finds a guest's power state differs from what it
+    last said (the guest shut itself down, or the host rebooted). `missing`: the hypervisor has
+    no such guest."""
+
+    host: str
+    server_id: str
+    power: PowerState
+    #: The action that failed, and why; None when it worked or nothing was asked.
+    failed_action: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuestDestroyed:
+    host: str
+    server_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncGuests:
+    """Call to compute from an agent (re)starting: which servers the database puts on these
+    hosts, so that the agent can reconcile them with what the hypervisor runs. Reply:
+    ExpectedGuests."""
+
+    hosts: Annotated[tuple[HostName, ...], MinLen(1), MaxLen(100000)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExpectedGuest:
+    host: str
+    #: Whether it should be running (not stopped by its user).
+    running: bool
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExpectedGuests:
+    #: By server id.
+    guests: dict[str, ExpectedGuest]
+
+
+MESSAGES = (
+    ImageFile,
+    SpawnGuest,
+    SetGuestPower,
+    DestroyGuest,
+    GetConsoleOutput,
+    ConsoleOutput,
+    GuestSpawned,
+    GuestSpawnFailed,
+    GuestPowerChanged,
+    GuestDestroyed,
+    SyncGuests,
+    ExpectedGuest,
+    ExpectedGuests,
+)

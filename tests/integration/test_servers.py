@@ -1,0 +1,349 @@
+"""Servers through the gateway on fake hosts: the boot saga, power actions, console, delete."""
+
+import asyncio
+import hashlib
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from fabric.client import Client
+from fabric.compose import Cloud
+from tests.integration.test_identity import Member, member  # noqa: F401 - the fixture
+from tests.support import api_call
+
+pytestmark = [pytest.mark.postgres, pytest.mark.amqp]
+
+
+class Api:
+    """Nova and Glance as a client reaches them, with one token."""
+
+    def __init__(self, cloud: Cloud, token: str) -> None:
+        self.url = cloud.url
+        self.token = token
+
+    async def nova(self, method: str, path: str, json: Any = None) -> tuple[int, Any]:
+        status, body, _ = await api_call(method, f"{self.url}/compute/v2.1{path}", self.token, json=json)
+        return status, body
+
+    async def glance(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        status, body, _ = await api_call(method, f"{self.url}/image/v2{path}", self.token, **kw)
+        return status, body
+
+    async def image(self, data: bytes = b"\0" * 4096, **fields: Any) -> dict[str, Any]:
+        body = {"name": f"img-{uuid.uuid4().hex[:8]}", "disk_format": "raw", "container_format": "bare"}
+        status, image = await self.glance("POST", "/images", json=body | fields)
+        assert status == 201, image
+        headers = {"Content-Type": "application/octet-stream"}
+        status, _ = await self.glance("PUT", f"/images/{image['id']}/file", data=data, headers=headers)
+        assert status == 204
+        return dict(image)
+
+    async def flavor(self, vcpus: int = 1, ram: int = 512, disk: int = 1) -> dict[str, Any]:
+        body = {"flavor": {"name": f"flv-{uuid.uuid4().hex[:8]}", "vcpus": vcpus, "ram": ram, "disk": disk}}
+        status, created = await self.nova("POST", "/flavors", body)
+        assert status == 200, created
+        return dict(created["flavor"])
+
+    async def boot(self, image: str, flavor: str, **fields: Any) -> dict[str, Any]:
+        body = {
+            "server": {"name": f"vm-{uuid.uuid4().hex[:6]}", "imageRef": image, "flavorRef": flavor} | fields
+        }
+        status, created = await self.nova("POST", "/servers", body)
+        assert status == 202, created
+        return dict(created["server"])
+
+    async def wait(self, server_id: str, status: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        last: Any = None
+        while time.monotonic() < deadline:
+            code, body = await self.nova("GET", f"/servers/{server_id}")
+            if status == "DELETED" and code == 404:
+                return {}
+            assert code == 200, body
+            last = body["server"]
+            if last["status"] == status and last["OS-EXT-STS:task_state"] is None:
+                return dict(last)
+            if last["status"] == "ERROR" and status != "ERROR":
+                raise AssertionError(f"server went to ERROR: {last.get('fault')}")
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"server {server_id} not {status} in {timeout_s}s: {last}")
+
+
+@pytest.fixture
+async def api(cloud: Cloud, admin: Client) -> Api:
+    assert admin.token is not None
+    return Api(cloud, admin.token.id)
+
+
+async def test_boot_stop_start_reboot_console_delete(api: Api, admin: Client) -> None:
+    image, flavor = await api.image(), await api.flavor()
+    created = await api.boot(image["id"], flavor["id"])
+    assert set(created) >= {"id", "links", "adminPass", "OS-DCF:diskConfig", "security_groups"}
+    server = await api.wait(created["id"], "ACTIVE")
+    assert (server["OS-EXT-STS:vm_state"], server["OS-EXT-STS:power_state"]) == ("active", 1)
+    assert server["flavor"]["id"] == flavor["id"] and server["image"]["id"] == image["id"]
+    host = server["OS-EXT-SRV-ATTR:host"]
+    assert host and server["hostId"] == hashlib.sha224(f"{server['tenant_id']}{host}".encode()).hexdigest()
+    assert server["OS-SRV-USG:launched_at"] is not None
+
+    status, listed = await api.nova("GET", f"/servers/detail?name={server['name']}")
+    assert status == 200 and [s["id"] for s in listed["servers"]] == [server["id"]]
+
+    assert (await api.nova("POST", f"/servers/{server['id']}/action", {"os-stop": None}))[0] == 202
+    assert (await api.wait(server["id"], "SHUTOFF"))["OS-EXT-STS:power_state"] == 4
+    # Stopping a stopped server is a conflict, as in Nova.
+    status, body = await api.nova("POST", f"/servers/{server['id']}/action", {"os-stop": None})
+    assert status == 409 and "vm_state stopped" in body["conflictingRequest"]["message"]
+    assert (await api.nova("POST", f"/servers/{server['id']}/action", {"os-start": None}))[0] == 202
+    await api.wait(server["id"], "ACTIVE")
+    assert (await api.nova("POST", f"/servers/{server['id']}/action", {"reboot": {"type": "SOFT"}}))[0] == 202
+    await api.wait(server["id"], "ACTIVE")
+
+    status, console = await api.nova("POST", f"/servers/{server['id']}/action", {"os-getConsoleOutput": {}})
+    assert status == 200 and "FABRIC-GUEST-BOOTED" in console["output"]
+    status, one = await api.nova(
+        "POST", f"/servers/{server['id']}/action", {"os-getConsoleOutput": {"length": 1}}
+    )
+    assert status == 200 and one["output"].count("\n") == 1
+
+    assert (await api.nova("DELETE", f"/servers/{server['id']}"))[0] == 204
+    await api.wait(server["id"], "DELETED")
+    status, body = await api.nova("GET", f"/servers/{server['id']}")
+    assert status == 404 and body["itemNotFound"]["code"] == 404
+
+
+async def test_hypervisors_and_zones_show_the_fleet(api: Api) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        status, body = await api.nova("GET", "/os-hypervisors/detail")
+        assert status == 200
+        names = {h["hypervisor_hostname"] for h in body["hypervisors"]}
+        if {"itest-host", "fake-00001", "fake-00003"} <= names or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert {"itest-host", "fake-00001", "fake-00002", "fake-00003"} <= names
+    one = next(h for h in body["hypervisors"] if h["hypervisor_hostname"] == "fake-00001")
+    assert (one["state"], one["status"], one["hypervisor_type"], one["vcpus"]) == (
+        "up",
+        "enabled",
+        "fake",
+        32,
+    )
+    status, shown = await api.nova("GET", f"/os-hypervisors/{one['id']}")
+    assert status == 200 and shown["hypervisor"]["hypervisor_hostname"] == "fake-00001"
+    assert (await api.nova("GET", "/os-hypervisors/999999999"))[0] == 404
+    status, zones = await api.nova("GET", "/os-availability-zone")
+    assert status == 200
+    assert {"zoneName": "nova", "zoneState": {"available": True}, "hosts": None} in zones[
+        "availabilityZoneInfo"
+    ]
+
+
+async def test_no_valid_host_says_why(api: Api) -> None:
+    image = await api.image()
+    huge = await api.flavor(disk=100000)
+    created = await api.boot(image["id"], huge["id"])
+    server = await api.wait(created["id"], "ERROR")
+    assert "No valid host was found" in server["fault"]["message"]
+    assert "DiskFilter" in server["fault"]["message"]
+    status, explained = await api.nova("POST", "/os-scheduler/explain", {"flavorRef": huge["id"]})
+    assert status == 200 and explained["explanation"]["candidates"] == []
+    assert explained["explanation"]["rejected"]["DiskFilter"] >= 4
+    assert (await api.nova("DELETE", f"/servers/{server['id']}"))[0] == 204
+    await api.wait(server["id"], "DELETED")
+
+
+async def login(cloud: Cloud, admin: Client, who: Member) -> Api:
+    async with Client(
+        admin.auth_url, username=who.name, password=who.password, project_name=who.project_name
+    ) as client:
+        assert client.token is not None
+        return Api(cloud, client.token.id)
+
+
+async def test_projects_cannot_see_or_touch_each_others_servers(
+    cloud: Cloud,
+    api: Api,
+    admin: Client,
+    member: Member,  # noqa: F811
+) -> None:
+    other = await login(cloud, admin, member)
+    image, flavor = await api.image(), await api.flavor()  # private to the admin project
+    mine = await api.wait((await api.boot(image["id"], flavor["id"]))["id"], "ACTIVE")
+    for method, path, body in (
+        ("GET", f"/servers/{mine['id']}", None),
+        ("DELETE", f"/servers/{mine['id']}", None),
+        ("POST", f"/servers/{mine['id']}/action", {"os-stop": None}),
+        ("POST", f"/servers/{mine['id']}/action", {"os-getConsoleOutput": {}}),
+    ):
+        status, answer = await other.nova(method, path, body)
+        assert status == 404, (method, path, answer)
+    status, listed = await other.nova("GET", "/servers/detail")
+    assert status == 200 and mine["id"] not in {s["id"] for s in listed["servers"]}
+    status, listed = await other.nova("GET", "/servers/detail?all_tenants=1")
+    assert status == 404 or mine["id"] not in {s["id"] for s in listed["servers"]}
+    # The admin's private image and flavor are not theirs to boot from.
+    public = await api.flavor()
+    status, body = await other.nova(
+        "POST", "/servers", {"server": {"name": "x", "imageRef": image["id"], "flavorRef": "1-nope"}}
+    )
+    assert status == 400 and "flavorRef" in body["badRequest"]["message"]
+    status, body = await other.nova(
+        "POST", "/servers", {"server": {"name": "x", "imageRef": image["id"], "flavorRef": public["id"]}}
+    )
+    assert status == 400 and "could not be found" in body["badRequest"]["message"]
+    # Admins see every project's servers when they ask.
+    status, listed = await api.nova("GET", "/servers/detail?all_tenants=True")
+    assert status == 200 and mine["id"] in {s["id"] for s in listed["servers"]}
+    await api.nova("DELETE", f"/servers/{mine['id']}")
+    await api.wait(mine["id"], "DELETED")
+
+
+async def test_a_reader_cannot_create(cloud: Cloud, api: Api, admin: Client, member: Member) -> None:  # noqa: F811
+    role = await admin.identity.role("reader")
+    member_role = await admin.identity.role("member")
+    await admin.identity.revoke(member_role.id, member.user_id, project_id=member.project_id)
+    await admin.identity.grant(role.id, member.user_id, project_id=member.project_id)
+    reader = await login(cloud, admin, member)
+    image = await api.image(visibility="public")
+    flavor = await api.flavor()
+    body = {"server": {"name": "r", "imageRef": image["id"], "flavorRef": flavor["id"]}}
+    status, answer = await reader.nova("POST", "/servers", body)
+    assert status == 403 and answer["forbidden"]["code"] == 403
+    assert (await reader.nova("POST", "/os-keypairs", {"keypair": {"name": "k"}}))[0] == 403
+    assert (await reader.nova("GET", "/servers"))[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "server"),
+        ({"server": {"imageRef": "x", "flavorRef": "1"}}, "server.name"),
+        ({"server": {"name": "", "imageRef": "x", "flavorRef": "1"}}, "server.name"),
+        ({"server": {"name": "a", "imageRef": "x"}}, "server.flavorRef"),
+        ({"server": {"name": "a", "flavorRef": "1"}}, "server.imageRef"),
+        ({"server": {"name": "a", "imageRef": "x", "flavorRef": "1", "min_count": 0}}, "server.min_count"),
+        (
+            {"server": {"name": "a", "imageRef": "x", "flavorRef": "1", "metadata": {"k": 1}}},
+            "server.metadata.k",
+        ),
+        ({"server": {"name": "a", "imageRef": "x", "flavorRef": "1", "networks": "none"}}, "server.networks"),
+        (
+            {"server": {"name": "a", "imageRef": "x", "flavorRef": "1", "networks": [{"uuid": "n"}]}},
+            "server.networks",
+        ),
+        ({"server": {"name": "a", "imageRef": "no-such-image", "flavorRef": "1"}}, "flavorRef"),
+    ],
+)
+async def test_bad_server_bodies_are_refused_by_field(api: Api, body: dict[str, Any], field: str) -> None:
+    status, answer = await api.nova("POST", "/servers", body)
+    assert status == 400, answer
+    assert field in answer["badRequest"]["message"]
+
+
+async def test_unknown_image_and_malformed_json(api: Api) -> None:
+    flavor = await api.flavor()
+    body = {"server": {"name": "a", "imageRef": str(uuid.uuid4()), "flavorRef": flavor["id"]}}
+    status, answer = await api.nova("POST", "/servers", body)
+    assert status == 400 and "imageRef" in answer["badRequest"]["message"]
+    status, _, _ = await api_call(
+        "POST",
+        f"{api.url}/compute/v2.1/servers",
+        api.token,
+        data=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 400
+    status, answer = await api.nova("POST", f"/servers/{uuid.uuid4()}/action", {"os-frobnicate": None})
+    assert status == 400 and "no such action" in answer["badRequest"]["message"]
+
+
+async def test_quotas_are_checked_and_negative_ones_refused(
+    cloud: Cloud,
+    api: Api,
+    admin: Client,
+    member: Member,  # noqa: F811
+) -> None:
+    assert (await api.nova("PUT", f"/os-quota-sets/{member.project_id}", {"quota_set": {"instances": -2}}))[
+        0
+    ] == 400
+    assert (await api.nova("PUT", f"/os-quota-sets/{member.project_id}", {"quota_set": {"bogus": 1}}))[
+        0
+    ] == 400
+    status, quotas = await api.nova(
+        "PUT", f"/os-quota-sets/{member.project_id}", {"quota_set": {"instances": 1}}
+    )
+    assert status == 200 and quotas["quota_set"]["instances"] == 1
+    user = await login(cloud, admin, member)
+    assert (await user.nova("PUT", f"/os-quota-sets/{member.project_id}", {"quota_set": {"instances": 5}}))[
+        0
+    ] == 403
+    image = await api.image(visibility="public")
+    flavor = await api.flavor()
+    first = await user.boot(image["id"], flavor["id"])
+    status, answer = await user.nova(
+        "POST", "/servers", {"server": {"name": "two", "imageRef": image["id"], "flavorRef": flavor["id"]}}
+    )
+    assert status == 413 and "instances" in answer["overLimit"]["message"]
+    status, listed = await user.nova("GET", "/servers")
+    assert [s["id"] for s in listed["servers"]] == [first["id"]]  # nothing half-created
+    status, limits = await user.nova("GET", "/limits")
+    assert limits["limits"]["absolute"]["totalInstancesUsed"] == 1
+    assert limits["limits"]["absolute"]["maxTotalInstances"] == 1
+    await user.nova("DELETE", f"/servers/{first['id']}")
+    await user.wait(first["id"], "DELETED")
+    status, detail = await user.nova("GET", f"/os-quota-sets/{member.project_id}/detail")
+    assert detail["quota_set"]["instances"] == {"limit": 1, "in_use": 0, "reserved": 0}
+
+
+async def test_keypairs_import_generate_and_conflict(api: Api) -> None:
+    name = f"kp-{uuid.uuid4().hex[:6]}"
+    status, made = await api.nova("POST", "/os-keypairs", {"keypair": {"name": name}})
+    assert status == 200 and made["keypair"]["private_key"].startswith("-----BEGIN RSA PRIVATE KEY-----")
+    public = made["keypair"]["public_key"]
+    assert (await api.nova("POST", "/os-keypairs", {"keypair": {"name": name}}))[0] == 409
+    status, imported = await api.nova(
+        "POST", "/os-keypairs", {"keypair": {"name": name + "-i", "public_key": public}}
+    )
+    assert status == 200 and imported["keypair"]["fingerprint"] == made["keypair"]["fingerprint"]
+    assert "private_key" not in imported["keypair"]
+    status, bad = await api.nova(
+        "POST", "/os-keypairs", {"keypair": {"name": "x", "public_key": "ssh-rsa nope"}}
+    )
+    assert status == 400 and "public_key" in bad["badRequest"]["message"]
+    status, listed = await api.nova("GET", "/os-keypairs")
+    assert {name, name + "-i"} <= {k["keypair"]["name"] for k in listed["keypairs"]}
+    assert (await api.nova("DELETE", f"/os-keypairs/{name}"))[0] == 202
+    assert (await api.nova("DELETE", f"/os-keypairs/{name}"))[0] == 404
+    await api.nova("DELETE", f"/os-keypairs/{name}-i")
+
+
+async def test_anti_affinity_group_spreads_members(api: Api) -> None:
+    status, made = await api.nova(
+        "POST", "/os-server-groups", {"server_group": {"name": "spread", "policies": ["anti-affinity"]}}
+    )
+    assert status == 200
+    group = made["server_group"]
+    image, flavor = await api.image(), await api.flavor()
+    body = {"server": {"name": "g", "imageRef": image["id"], "flavorRef": flavor["id"]},
+            "os:scheduler_hints": {"group": group["id"]}}  # fmt: skip
+    ids = []
+    for _ in range(4):  # four hosts in the test fleet
+        status, created = await api.nova("POST", "/servers", body)
+        assert status == 202, created
+        ids.append(created["server"]["id"])
+    servers = [await api.wait(i, "ACTIVE") for i in ids]
+    assert len({s["OS-EXT-SRV-ATTR:host"] for s in servers}) == 4
+    status, shown = await api.nova("GET", f"/os-server-groups/{group['id']}")
+    assert sorted(shown["server_group"]["members"]) == sorted(ids)
+    # A fifth member has nowhere to go.
+    status, created = await api.nova("POST", "/servers", body)
+    fifth = await api.wait(created["server"]["id"], "ERROR")
+    assert "ServerGroupAntiAffinityFilter" in fifth["fault"]["message"]
+    for server_id in [*ids, fifth["id"]]:
+        await api.nova("DELETE", f"/servers/{server_id}")
+    for server_id in [*ids, fifth["id"]]:
+        await api.wait(server_id, "DELETED")
+    assert (await api.nova("DELETE", f"/os-server-groups/{group['id']}"))[0] == 204
