@@ -76,6 +76,25 @@ def parser() -> argparse.ArgumentParser:
         default="aiohttp",
         help="load generator: aiohttp's client (default) or bench.http1's minimal one",
     )
+
+    boot = commands.add_parser("boot", help="servers booted end to end through the gateway on fake hosts")
+    boot.add_argument("--hosts", type=_positive(int), default=100, help="simulated hosts (default 100)")
+    boot.add_argument("--servers", type=_positive(int), default=500, help="servers to boot (default 500)")
+    boot.add_argument(
+        "--concurrency", type=_positive(int), default=64, help="closed-loop workers (default 64)"
+    )
+    boot.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    boot.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
+
+    place = commands.add_parser("place", help="placements per second by the scheduler alone")
+    place.add_argument("--hosts", type=_positive(int), default=1000, help="simulated hosts (default 1000)")
+    place.add_argument("--schedulers", type=_positive(int), default=2, help="scheduler processes (default 2)")
+    place.add_argument("--placements", type=_positive(int), default=10000, help="placements (default 10000)")
+    place.add_argument(
+        "--concurrency", type=_positive(int), default=256, help="calls in flight (default 256)"
+    )
+    place.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    place.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     return top
 
 
@@ -105,6 +124,14 @@ def main(argv: list[str] | None = None) -> int:
                 prefetch=args.prefetch,
             )
         )
+    elif args.command == "boot":
+        from bench import boot
+
+        result = uvloop.run(boot.run(args, settings))
+    elif args.command == "place":
+        from bench import place
+
+        result = uvloop.run(place.run(args, settings))
     else:
         from bench import tokens
 

@@ -16,7 +16,7 @@ import secrets
 import socket
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +44,8 @@ class Credentials:
     project_domain: str = "Default"
     #: The processes serving `url` by role, when the bench started them (for CPU accounting).
     pids: dict[str, int] = field(default_factory=dict)
+    #: The fabric's database, when the bench started it (for its invariant checks).
+    database_url: str = ""
 
 
 def free_port() -> int:
@@ -62,8 +64,11 @@ def fabric_command() -> list[str]:
 
 
 @asynccontextmanager
-async def own_fabric(settings: Settings, *, hash_cost: str, gateways: int = 1) -> AsyncIterator[Credentials]:
-    """A fabric on private resources until the block ends; yields the admin's credentials."""
+async def own_fabric(
+    settings: Settings, *, hash_cost: str, gateways: int = 1, extra_env: Mapping[str, str] | None = None
+) -> AsyncIterator[Credentials]:
+    """A fabric on private resources until the block ends; yields the admin's credentials.
+    `extra_env`: more FABRIC_* settings (e.g. the simulated fleet's size)."""
     why = why_no_vhost(settings.amqp_url)
     if why is not None:
         # The fabric's queues have fixed names (`identity`): on a shared vhost they would mix
@@ -88,13 +93,16 @@ async def own_fabric(settings: Settings, *, hash_cost: str, gateways: int = 1) -
             FABRIC_GATEWAY_HOST="127.0.0.1",
             FABRIC_PUBLIC_URL="",
             FABRIC_LOG_LEVEL="INFO",
+            FABRIC_COMPUTE_DRIVER="none",  # a benchmark never boots real guests unless asked
         )
+        env.update(extra_env or {})
         await drop_database(database_url)  # a leftover of a killed run with our PID
         creds = Credentials(
             url=f"http://127.0.0.1:{port}",
             username=settings.admin_user,
             password=password,
             project=settings.admin_project,
+            database_url=database_url,
         )
         logs = work / "fabric.log"
         try:

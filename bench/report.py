@@ -52,6 +52,8 @@ def emit(result: dict[str, Any], *, as_json: bool) -> None:
 
 
 def table(result: dict[str, Any]) -> str:
+    if "ops" not in result:  # a scenario with its own figures (boot, place): one per line
+        return "\n".join([result["bench"], *(f"  {k:<22} {v}" for k, v in result.items() if k != "bench")])
     lines = [
         f"{result['bench']}: {result['concurrency']} concurrent, {result['seconds']:.1f} s measured",
         f"  throughput  {result['ops_per_s']:>12,.1f} ops/s   ({result['ops']:,} ops)",

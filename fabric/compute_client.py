@@ -10,7 +10,9 @@ import asyncio
 import time
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from fabric.api_error import ApiError
 
@@ -89,12 +91,17 @@ class ComputeApi:
         marker: str | None = None
         while True:
             params = {**query, "limit": "1000"} | ({"marker": marker} if marker else {})
-            path = "/servers/detail?" + "&".join(f"{k}={v}" for k, v in params.items())
+            path = "/servers/detail?" + urlencode(params)
             page = (await self._call("GET", path))["servers"]
             servers += [Server.from_body(s) for s in page]
             if len(page) < 1000:
                 return servers
             marker = page[-1]["id"]
+
+    async def changed_since(self, since: float) -> list[Server]:
+        """Servers changed at or after `since` (epoch seconds): one poll watches them all."""
+        when = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return await self.list_servers(**{"changes-since": when})
 
     async def delete_server(self, server_id: str) -> None:
         await self._call("DELETE", f"/servers/{server_id}", expect=(204, 404))

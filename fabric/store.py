@@ -37,6 +37,16 @@ LOST_DATABASE = (
 )
 
 
+async def _reset(conn: asyncpg.Connection) -> None:
+    """What a connection needs before the pool hands it out again. asyncpg's default sends
+    `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;` on every release, a
+    round trip per use; the fabric leaves no session state on pooled connections (no LISTEN, no
+    SET, no cursors, advisory locks only per transaction), so only an open transaction (a
+    cancelled task's) needs undoing."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 class Store:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -47,6 +57,7 @@ class Store:
             dsn,
             min_size=min_size,
             max_size=max_size,
+            reset=_reset,
             command_timeout=30,
             server_settings={
                 "application_name": "fabric",
@@ -56,6 +67,16 @@ class Store:
 
     async def close(self) -> None:
         await self.pool.close()
+
+    @asynccontextmanager
+    async def connection(self, *, timeout_s: float = 5.0) -> AsyncIterator[Connection]:
+        """A connection without a transaction, for reads and single statements (each is atomic
+        on its own): no BEGIN and COMMIT round trips. Errors as `transaction`."""
+        try:
+            async with self.pool.acquire(timeout=timeout_s) as conn:
+                yield conn
+        except LOST_DATABASE as exc:
+            raise Unavailable(f"database: {type(exc).__name__}") from exc
 
     @asynccontextmanager
     async def transaction(self, *, timeout_s: float = 5.0) -> AsyncIterator[Connection]:

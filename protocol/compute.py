@@ -236,6 +236,9 @@ class ListServers:
     flavor_id: Annotated[str, MaxLen(255)] | None = None
     all_projects: bool = False
     project_id: Annotated[str, MaxLen(64)] | None = None
+    #: Only servers changed at or after this time (seconds since the epoch), as Nova's
+    #: `changes-since`: how a client watches many servers with one cheap poll.
+    changes_since: float | None = None
     limit: Annotated[int, Range(1, 1000)] = 1000
     marker: ServerId | None = None
 

@@ -59,7 +59,7 @@ class Compute(Servers, Keypairs, Quotas, ServerGroups, ServiceActor):
 
     @handles(GetFlavor)
     async def get_flavor(self, msg: GetFlavor, ctx: Context) -> FlavorView:
-        async with self.store.transaction() as tx:
+        async with self.store.connection() as tx:
             found = await sql.get_flavor(tx, msg.flavor_id, project=ctx.project_id, admin=ctx.is_admin)
         if found is None:
             raise NotFound("flavor", msg.flavor_id)
@@ -67,7 +67,7 @@ class Compute(Servers, Keypairs, Quotas, ServerGroups, ServiceActor):
 
     @handles(ListFlavors)
     async def list_flavors(self, msg: ListFlavors, ctx: Context) -> FlavorList:
-        async with self.store.transaction() as tx:
+        async with self.store.connection() as tx:
             items = await sql.list_flavors(
                 tx,
                 project=ctx.project_id,

@@ -80,6 +80,7 @@ async def list_servers(
     host: str | None,
     image_id: str | None,
     flavor_id: str | None,
+    changes_since: float | None,
     marker: str | None,
     limit: int,
 ) -> list[asyncpg.Record]:
@@ -104,6 +105,8 @@ async def list_servers(
         where.append(f"image_id = {arg(image_id)}")
     if flavor_id is not None:
         where.append(f"flavor->>'id' = {arg(flavor_id)}")
+    if changes_since is not None:
+        where.append(f"updated_at >= to_timestamp({arg(changes_since)})")
     if marker is not None:
         m = arg(marker)
         where.append(f"(created_at, id) < (SELECT created_at, id FROM compute.servers WHERE id = {m})")

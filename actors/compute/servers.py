@@ -115,7 +115,7 @@ class Servers(ServiceActor):
     @handles(CreateServer, key=lambda m: m.server_id)
     async def create_server(self, msg: CreateServer, ctx: Context) -> ServerView:
         require_member(ctx, "os_compute_api:servers:create")
-        async with self.store.transaction() as tx:
+        async with self.store.connection() as tx:
             row = await server_sql.get(tx, msg.server_id)
             if row is not None:
                 return server_sql.view(self._visible(row, ctx, msg.server_id))
@@ -174,7 +174,7 @@ class Servers(ServiceActor):
 
     @handles(ScheduleServer, key=lambda m: m.server_id)
     async def schedule_server(self, msg: ScheduleServer, ctx: Context) -> None:
-        async with self.store.transaction() as tx:
+        async with self.store.connection() as tx:
             row = await server_sql.get(tx, msg.server_id)
         if row is None or row["task_state"] != boot.Task.SCHEDULING:
             return  # placed already, or deleted: a replayed step
@@ -207,7 +207,7 @@ class Servers(ServiceActor):
         )
         if row["group_id"] is None:
             placed: Placed = await self.bus.call(SCHEDULER, request, ctx, timeout_s=PLACE_TIMEOUT_S)
-            async with self.store.transaction() as tx:
+            async with self.store.connection() as tx:
                 return placed, await server_sql.placed(tx, row["id"], placed.host, placed.queue)
         async with self.store.transaction(timeout_s=PLACE_TIMEOUT_S) as tx:
             policy = await tx.fetchval(
@@ -239,7 +239,7 @@ class Servers(ServiceActor):
 
     @handles(agent.GuestSpawned, key=lambda m: m.server_id)
     async def on_spawned(self, msg: agent.GuestSpawned, ctx: Context) -> None:
-        async with self.store.transaction() as tx:
+        async with self.store.connection() as tx:
             if not await server_sql.spawned(tx, msg.server_id, msg.host):
                 log.info("spawn reported for a server not spawning there", extra={"server_id": msg.server_id})
 
@@ -267,7 +267,7 @@ class Servers(ServiceActor):
 
     @handles(GetServer)
     async def get_server(self, msg: GetServer, ctx: Context) -> ServerView:
-        async with self.store.transaction() as tx:
+        async with self.store.connection() as tx:
             row = await server_sql.get(tx, msg.server_id)
         return server_sql.view(self._visible(row, ctx, msg.server_id))
 
@@ -284,7 +284,7 @@ class Servers(ServiceActor):
             status = boot.STATUS_FILTER.get(msg.status.upper())
             if status is None:
                 return ServerList(items=(), more=False)  # Nova: an unknown status matches nothing
-        async with self.store.transaction() as tx:
+        async with self.store.connection() as tx:
             rows = await server_sql.list_servers(
                 tx,
                 project_id=project,
@@ -293,6 +293,7 @@ class Servers(ServiceActor):
                 host=msg.host if ctx.is_admin else None,
                 image_id=msg.image_id,
                 flavor_id=msg.flavor_id,
+                changes_since=msg.changes_since,
                 marker=msg.marker,
                 limit=msg.limit + 1,
             )
@@ -301,7 +302,7 @@ class Servers(ServiceActor):
 
     @handles(GetServerConsole)
     async def get_console(self, msg: GetServerConsole, ctx: Context) -> agent.ConsoleOutput:
-        async with self.store.transaction() as tx:
+        async with self.store.connection() as tx:
             row = self._visible(await server_sql.get(tx, msg.server_id), ctx, msg.server_id)
         if row["host"] is None or row["vm_state"] == boot.VmState.BUILDING:
             raise Conflict("server", f"{msg.server_id} is not running on a host yet")
@@ -378,7 +379,7 @@ class Servers(ServiceActor):
 
     @handles(agent.GuestDestroyed, key=lambda m: m.server_id)
     async def on_destroyed(self, msg: agent.GuestDestroyed, ctx: Context) -> None:
-        async with self.store.transaction() as tx:
+        async with self.store.connection() as tx:
             row = await server_sql.get(tx, msg.server_id)
         if row is not None and row["task_state"] == boot.Task.DELETING and row["host"] == msg.host:
             await self._finish_delete(msg.server_id, msg.host, ctx)
@@ -387,7 +388,7 @@ class Servers(ServiceActor):
 
     @handles(agent.SyncGuests)
     async def sync_guests(self, msg: agent.SyncGuests, ctx: Context) -> agent.ExpectedGuests:
-        async with self.store.transaction() as tx:
+        async with self.store.connection() as tx:
             rows = await server_sql.on_hosts(tx, list(msg.hosts))
         return agent.ExpectedGuests(
             guests={

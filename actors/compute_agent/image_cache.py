@@ -14,8 +14,9 @@ import hashlib
 import os
 import re
 import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from fabric.blobs import BlobStore
 from fabric.virt import ImageFile, SpawnFailed
@@ -23,6 +24,7 @@ from protocol.errors import Invalid
 
 #: Image ids become file names: no separators, no leading dot (Glance's are UUIDs).
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+T = TypeVar("T")
 
 
 class ImageCache:
@@ -52,31 +54,50 @@ class ImageCache:
     async def _download(self, image: ImageFile, path: Path) -> None:
         await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
-        md5, size = hashlib.md5(usedforsecurity=False), 0
-        f = await asyncio.to_thread(open, partial, "wb")
         try:
+            f = await finish_in_thread(_create, partial)
             try:
-                async for chunk in self.blobs.read(image.location):
-                    md5.update(chunk)
-                    size += len(chunk)
-                    await asyncio.to_thread(f.write, chunk)
-            except (FileNotFoundError, Invalid) as exc:
-                raise SpawnFailed(
-                    f"image {image.image_id}: its data is missing from the image store"
-                ) from exc
-            if size != image.size or md5.hexdigest() != image.checksum:
-                raise SpawnFailed(
-                    f"image {image.image_id}: the stored data does not match its checksum "
-                    f"({size} bytes, md5 {md5.hexdigest()}; "
-                    f"expected {image.size} bytes, md5 {image.checksum})"
-                )
-            await asyncio.to_thread(_flush_readable, f)
+                await self._copy(image, f)
+            finally:
+                f.close()
         except BaseException:
-            f.close()
             await asyncio.to_thread(partial.unlink, missing_ok=True)
             raise
-        f.close()
         await asyncio.to_thread(os.replace, partial, path)
+
+    async def _copy(self, image: ImageFile, f: BinaryIO) -> None:
+        """Stream the image's blob into `f`, then check it is the image's data."""
+        md5, size = hashlib.md5(usedforsecurity=False), 0
+        try:
+            async for chunk in self.blobs.read(image.location):
+                md5.update(chunk)
+                size += len(chunk)
+                await finish_in_thread(f.write, chunk)
+        except (FileNotFoundError, Invalid) as exc:
+            raise SpawnFailed(f"image {image.image_id}: its data is missing from the image store") from exc
+        if size != image.size or md5.hexdigest() != image.checksum:
+            raise SpawnFailed(
+                f"image {image.image_id}: the stored data does not match its checksum "
+                f"({size} bytes, md5 {md5.hexdigest()}; "
+                f"expected {image.size} bytes, md5 {image.checksum})"
+            )
+        await finish_in_thread(_flush_readable, f)
+
+
+async def finish_in_thread(fn: Callable[..., T], *args: object) -> T:
+    """`fn(*args)` in a thread. Cancelled, this still waits for the thread to finish (a thread
+    cannot be stopped) before passing the cancellation on, so that the caller's cleanup finds
+    everything the call did: the file it created, the domain it defined."""
+    running = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        await asyncio.gather(running, return_exceptions=True)
+        raise
+
+
+def _create(path: Path) -> BinaryIO:
+    return path.open("xb")
 
 
 def _flush_readable(f: BinaryIO) -> None:

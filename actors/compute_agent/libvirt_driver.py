@@ -27,7 +27,6 @@ import shutil
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -35,7 +34,7 @@ from urllib.parse import urlsplit
 import libvirt
 import orjson
 
-from actors.compute_agent.image_cache import ImageCache
+from actors.compute_agent.image_cache import ImageCache, finish_in_thread
 from fabric.blobs import BlobStore
 from fabric.virt import GuestNotFound, GuestSpec, HostResources, ImageFile, PowerState, SpawnFailed
 
@@ -109,6 +108,16 @@ class LibvirtDriver:
         else:
             raise RuntimeError(f"{self.uri}: libvirt driver {driver} is not supported (qemu or test)")
         await asyncio.to_thread(self.instances_dir.mkdir, parents=True, exist_ok=True)
+        closed = await asyncio.to_thread(_closed_to_others, self.instances_dir)
+        if driver == "QEMU" and closed is not None:
+            log.warning(
+                "%s is closed to other users (mode %o): qemu, which libvirt runs as its own user, "
+                "will fail to open guests' disks under %s unless it runs as root",
+                closed,
+                closed.stat().st_mode & 0o777,
+                self.state_dir,
+                extra={"host": self.host},
+            )
         self._resources = await asyncio.to_thread(self._measure_resources)
         log.info(
             "libvirt driver on %s: hypervisor %s (%s), %s",
@@ -133,9 +142,19 @@ class LibvirtDriver:
 
     def _measure_resources(self) -> HostResources:
         info = self._conn.getInfo()  # [model, memory MiB, cpus, MHz, nodes, sockets, cores, threads]
+        # getInfo's memory is the sum of the NUMA nodes' and misses memory no node lists (on a
+        # VM with hot-plugged memory: 5 of 24 GiB); the host-wide total is /proc/meminfo's.
+        try:
+            ram_mb = (
+                int(self._conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS, 0)["total"]) // 1024
+            )
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:  # the test driver has no stats
+                raise
+            ram_mb = int(info[1])
         fs = os.statvfs(self.state_dir)
         disk_gb = fs.f_blocks * fs.f_frsize // GiB
-        return HostResources(vcpus=int(info[2]), ram_mb=int(info[1]), disk_gb=disk_gb)
+        return HostResources(vcpus=int(info[2]), ram_mb=ram_mb, disk_gb=disk_gb)
 
     async def _choose_virt_type(self) -> tuple[str, str]:
         """("kvm" or "qemu", why)."""
@@ -177,7 +196,7 @@ class LibvirtDriver:
                 kernel=kernel,
                 ramdisk=ramdisk,
             )
-            await _finish_in_thread(self._define_and_start, xml)
+            await finish_in_thread(self._define_and_start, xml)
         except BaseException as exc:
             await asyncio.to_thread(self._forget, spec.server_id)
             if isinstance(exc, libvirt.libvirtError):
@@ -602,17 +621,6 @@ def _libvirt_message(exc: Any) -> str:
     return re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+Z ", "", message)[:300]
 
 
-async def _finish_in_thread(fn: Callable[..., object], *args: object) -> None:
-    """`fn(*args)` in a thread. Cancelled, this still waits for the thread to finish (a thread
-    cannot be stopped), so that the caller's cleanup finds everything the call made."""
-    running = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-    try:
-        await asyncio.shield(running)
-    except asyncio.CancelledError:
-        await asyncio.gather(running, return_exceptions=True)
-        raise
-
-
 def _os_reason(exc: OSError) -> str:
     reason = exc.strerror or str(exc) or type(exc).__name__
     return f"{reason}: {exc.filename}" if exc.filename else reason
@@ -630,6 +638,14 @@ def _is_uuid(value: str) -> bool:
         return str(uuid.UUID(value)) == value.lower()
     except ValueError:
         return False
+
+
+def _closed_to_others(path: Path) -> Path | None:
+    """The first directory from / down to `path` that other users may not traverse, if any."""
+    for directory in (*reversed(path.resolve().parents), path.resolve()):
+        if not directory.stat().st_mode & 0o001:
+            return directory
+    return None
 
 
 def _remove_tree(path: Path) -> None:

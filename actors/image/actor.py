@@ -96,12 +96,12 @@ class Image(ServiceActor):
 
     @handles(GetImage)
     async def get_image(self, msg: GetImage, ctx: Context) -> ImageView:
-        async with self.store.transaction() as tx:
+        async with self.store.connection() as tx:
             return await self._visible(tx, ctx, msg.image_id)
 
     @handles(ListImages)
     async def list_images(self, msg: ListImages, ctx: Context) -> ImageList:
-        async with self.store.transaction() as tx:
+        async with self.store.connection() as tx:
             if msg.marker is not None:
                 await self._visible(tx, ctx, msg.marker)  # a marker one may not see is not found
             filters = {

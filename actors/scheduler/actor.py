@@ -115,7 +115,7 @@ class Scheduler(ServiceActor):
         rows, self._pending = list(self._pending.values()), {}
         rows.sort(key=lambda row: str(row[0]))  # one lock order for every replica
         try:
-            async with self.store.transaction() as tx:
+            async with self.store.connection() as tx:
                 await sql.upsert_hosts(tx, rows)
         except BaseException:
             for row in rows:  # not written: keep them for the next flush
@@ -134,7 +134,7 @@ class Scheduler(ServiceActor):
         """Reread every host's usage: other replicas' claims and releases land in the database,
         not in this view. Hosts this replica never heard from come in with their last report's
         age, so the TTL still applies to them."""
-        async with self.store.transaction() as tx:
+        async with self.store.connection() as tx:
             rows = await sql.all_hosts(tx)
         wall, mono = time.time(), time.monotonic()
         for r in rows:
@@ -197,7 +197,7 @@ class Scheduler(ServiceActor):
     async def _claim(self, msg: PlaceServer, host: Host) -> Placed | None:
         if host.name not in self._written:  # heard of, but maybe not in the database yet
             await self._flush()
-        async with self.store.transaction() as tx:
+        async with self.store.connection() as tx:
             try:
                 row = await sql.claim(tx, msg.server_id, host.name, msg.project_id, msg.resources)
             except asyncpg.UniqueViolationError:
@@ -215,7 +215,7 @@ class Scheduler(ServiceActor):
 
     @handles(ReleaseAllocation, key=lambda m: m.server_id)
     async def release_allocation(self, msg: ReleaseAllocation, ctx: Context) -> Done:
-        async with self.store.transaction() as tx:
+        async with self.store.connection() as tx:
             row = await sql.release(tx, msg.server_id, msg.host)
         if row is not None:
             self._learn(row)
@@ -243,7 +243,7 @@ class Scheduler(ServiceActor):
     @handles(ListHypervisors)
     async def list_hypervisors(self, msg: ListHypervisors, ctx: Context) -> HypervisorList:
         require_admin(ctx, "os_compute_api:os-hypervisors")
-        async with self.store.transaction() as tx:
+        async with self.store.connection() as tx:
             rows = await sql.list_hypervisors(tx, host=msg.host, marker=msg.marker, limit=msg.limit + 1)
         now, ttl = time.time(), self.settings.host_ttl_s
         items = tuple(sql.hypervisor_view(r, now=now, ttl_s=ttl) for r in rows[: msg.limit])
@@ -252,7 +252,7 @@ class Scheduler(ServiceActor):
     @handles(GetHypervisor)
     async def get_hypervisor(self, msg: GetHypervisor, ctx: Context) -> HypervisorView:
         require_admin(ctx, "os_compute_api:os-hypervisors")
-        async with self.store.transaction() as tx:
+        async with self.store.connection() as tx:
             row = await sql.get_hypervisor(tx, msg.hypervisor_id)
         if row is None:
             raise NotFound("hypervisor", str(msg.hypervisor_id))
@@ -260,7 +260,7 @@ class Scheduler(ServiceActor):
 
     @handles(ListAvailabilityZones)
     async def list_zones(self, msg: ListAvailabilityZones, ctx: Context) -> AvailabilityZones:
-        async with self.store.transaction() as tx:
+        async with self.store.connection() as tx:
             rows = await sql.zones(tx)
         zones: dict[str, list[str]] = {}
         available: set[str] = set()

@@ -253,6 +253,13 @@ def _list_message(request: web.Request, ctx: Context) -> ListServers:
         value = query_str(request, name)
         if value is not None:
             query[key] = value.rstrip("/").rsplit("/", 1)[-1]
+    since = query_str(request, "changes-since") or query_str(request, "changes_since")
+    if since is not None:
+        try:
+            when = datetime.fromisoformat(since.replace("Z", "+00:00"))
+            query["changes_since"] = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+        except ValueError:
+            raise Invalid("changes-since", "an ISO 8601 time, e.g. 2026-11-26T03:40:00Z") from None
     limit = query_str(request, "limit")
     if limit is not None:
         if not limit.isdigit():
