@@ -73,7 +73,9 @@ class Settings:
     libvirt_uri: str = "qemu:///system"
     #: `auto` boots a probe guest under KVM and falls back to TCG (`qemu`) if it does not run.
     virt_type: Literal["kvm", "qemu", "auto"] = "auto"
-    #: Where compute agents keep instance disks and their image cache; empty: `state_dir/compute`.
+    #: Where compute agents keep instance disks and their image cache. qemu runs as its own user
+    #: and must reach it, so the default is /var/lib/fabric/compute for root (whose home is
+    #: private), and `state_dir/compute` for others.
     compute_dir: str = ""
     #: Simulated hosts `fabric up` runs beside the real one (fake driver), and their shape.
     fake_hosts: Annotated[int, Range(0, 100000)] = 0
@@ -115,7 +117,9 @@ class Settings:
 
     @property
     def compute_path(self) -> Path:
-        return Path(self.compute_dir).expanduser() if self.compute_dir else self.state_path / "compute"
+        if self.compute_dir:
+            return Path(self.compute_dir).expanduser()
+        return Path("/var/lib/fabric/compute") if os.geteuid() == 0 else self.state_path / "compute"
 
     @property
     def host_name(self) -> str:

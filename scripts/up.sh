@@ -4,5 +4,10 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
+# The test guest, registered by `fabric up` as the public image `test-guest` (cached: a rebuild
+# only when the kernel or busybox changed). Without it the cloud still comes up, with no image.
+if ! bash "$ROOT/scripts/build-test-guest.sh" >/dev/null; then
+    echo "[up] the test guest could not be built: no test-guest image will be registered" >&2
+fi
 cd "$ROOT"
 exec .venv/bin/fabric up --openrc "$ROOT/admin-openrc" "$@"

@@ -202,6 +202,15 @@ class ComputeAgent(Actor):
             )  # fmt: skip
             await self.bus.cast(COMPUTE, changed, ctx)
             return
+        except Exception as exc:  # the hypervisor refused (a libvirt error): say so, keep the state
+            log.warning("power action failed", extra={"server_id": msg.server_id, "action": msg.action})
+            power = (await driver.guests()).get(msg.server_id, PowerState.OTHER)
+            changed = wire.GuestPowerChanged(
+                host=msg.host, server_id=msg.server_id, power=power.value, failed_action=msg.action,
+                reason=f"{type(exc).__name__}: {exc}"[:500],
+            )  # fmt: skip
+            await self.bus.cast(COMPUTE, changed, ctx)
+            return
         power = (await driver.guests()).get(msg.server_id, PowerState.OTHER)
         await self.bus.cast(
             COMPUTE, wire.GuestPowerChanged(host=msg.host, server_id=msg.server_id, power=power.value), ctx

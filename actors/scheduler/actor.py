@@ -17,6 +17,7 @@ from pathlib import Path
 import asyncpg
 
 from actors.scheduler import sql
+from actors.scheduler.claims import Claim, ClaimBatcher
 from actors.scheduler.fleet import Fleet, Host, Request, explain
 from fabric.actor import handles, subscribes
 from fabric.bus import Bus
@@ -59,6 +60,7 @@ class Scheduler(ServiceActor):
         super().__init__(bus, store, settings)
         s = settings
         self.fleet = Fleet(sample=s.scheduler_sample, weigher=s.scheduler_weigher, ttl_s=s.host_ttl_s)
+        self.claims = ClaimBatcher(store)
         #: Host rows to write at the next flush, and when each host's row was last written.
         self._pending: dict[str, tuple[object, ...]] = {}
         self._written: dict[str, tuple[tuple[object, ...], float]] = {}
@@ -197,28 +199,41 @@ class Scheduler(ServiceActor):
     async def _claim(self, msg: PlaceServer, host: Host) -> Placed | None:
         if host.name not in self._written:  # heard of, but maybe not in the database yet
             await self._flush()
-        async with self.store.connection() as tx:
-            try:
-                row = await sql.claim(tx, msg.server_id, host.name, msg.project_id, msg.resources)
-            except asyncpg.UniqueViolationError:
-                row = None
-                existing = await sql.allocation(tx, msg.server_id)
-                if existing is not None:  # asked again: the answer it had
+        claim = Claim(
+            server_id=msg.server_id, host=host.name, project_id=msg.project_id, resources=msg.resources
+        )
+        try:
+            row = await self.claims.claim(claim)
+        except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):
+            # Another replica claimed for the same server at the same moment, or batches
+            # crossed: this claim alone, as one statement, says which.
+            async with self.store.connection() as conn:
+                try:
+                    row = await sql.claim(conn, msg.server_id, host.name, msg.project_id, msg.resources)
+                except asyncpg.UniqueViolationError:
+                    row = None
+        if row is not None:
+            self._learn(row)
+            return Placed(server_id=msg.server_id, host=row["host"], queue=row["queue"])
+        async with self.store.connection() as conn:
+            existing = await sql.allocation(conn, msg.server_id)
+            if existing is not None:
+                if existing["host"] not in msg.exclude_hosts:  # asked again: the answer it had
                     return Placed(server_id=msg.server_id, host=existing["host"], queue=existing["queue"])
-            if row is None:  # this view was stale: learn the host's real usage
-                fresh = await sql.host_usage(tx, host.name)
-                if fresh is not None:
-                    self._learn(fresh)
-                return None
-        self._learn(row)
-        return Placed(server_id=msg.server_id, host=row["host"], queue=row["queue"])
+                # Held on a host that failed to spawn it and never released: free it first.
+                self._learn_if(await sql.release(conn, msg.server_id, existing["host"]))
+            # Refused: this view of the host was stale. Learn its real usage.
+            self._learn_if(await sql.host_usage(conn, host.name))
+        return None
+
+    def _learn_if(self, row: asyncpg.Record | None) -> None:
+        if row is not None:
+            self._learn(row)
 
     @handles(ReleaseAllocation, key=lambda m: m.server_id)
     async def release_allocation(self, msg: ReleaseAllocation, ctx: Context) -> Done:
         async with self.store.connection() as tx:
-            row = await sql.release(tx, msg.server_id, msg.host)
-        if row is not None:
-            self._learn(row)
+            self._learn_if(await sql.release(tx, msg.server_id, msg.host))
         return Done()
 
     @handles(ExplainPlacement)
