@@ -61,6 +61,8 @@ class PlaceServer:
     availability_zone: Annotated[str, MaxLen(255)] | None = None
     #: Hosts tried already for this server (a spawn failed there).
     exclude_hosts: Annotated[tuple[HostName, ...], MaxLen(64)] = ()
+    #: Only this host (an admin's `zone:host`), still within its capacity.
+    force_host: HostName | None = None
     #: A server group's rule and the hosts its other members are on.
     group_policy: Policy | None = None
     group_hosts: Annotated[tuple[HostName, ...], MaxLen(10000)] = ()
@@ -72,6 +74,7 @@ class Placed:
     host: str
     #: The queue of the host's agent.
     queue: str
+    availability_zone: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

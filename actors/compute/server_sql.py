@@ -13,6 +13,7 @@ import orjson
 from actors.compute import boot
 from fabric.store import Connection
 from protocol.compute import FlavorView, ServerFault, ServerView
+from protocol.scheduler import Placed
 
 COLUMNS = """id, name, description, project_id, user_id, vm_state, task_state, power_state, host, agent_queue,
     availability_zone, flavor, vcpus, ram_mb, disk_gb, image_id, spawn, key_name, metadata, group_id,
@@ -34,7 +35,7 @@ def view(r: asyncpg.Record) -> ServerView:
         task_state=r["task_state"],
         power_state=r["power_state"],
         host=r["host"],
-        availability_zone=r["availability_zone"],
+        availability_zone=(r["availability_zone"] or "").split(":")[0] or None,
         flavor=FlavorView(**orjson.loads(r["flavor"])),
         image_id=r["image_id"],
         kernel_id=spawn["kernel"]["image_id"] if spawn["kernel"] else None,
@@ -119,13 +120,14 @@ async def exists(conn: Connection, server_id: str) -> bool:
     return bool(await conn.fetchval("SELECT true FROM compute.servers WHERE id = $1", server_id))
 
 
-async def placed(tx: Connection, server_id: str, host: str, queue: str) -> asyncpg.Record | None:
-    """Scheduling → spawning on `host`; None when the server is no longer scheduling."""
+async def placed(tx: Connection, server_id: str, where: Placed) -> asyncpg.Record | None:
+    """Scheduling → spawning on the host placed on, in that host's zone; None when the server
+    is no longer scheduling."""
     return await tx.fetchrow(
-        f"""UPDATE compute.servers SET host = $2, agent_queue = $3, task_state = 'spawning',
-                step_at = now(), updated_at = now()
+        f"""UPDATE compute.servers SET host = $2, agent_queue = $3, availability_zone = $4,
+                task_state = 'spawning', step_at = now(), updated_at = now()
             WHERE id = $1 AND task_state = 'scheduling' RETURNING {COLUMNS}""",
-        server_id, host, queue,
+        server_id, where.host, where.queue, where.availability_zone,
     )  # fmt: skip
 
 

@@ -21,7 +21,7 @@ import orjson
 from actors.compute import boot, quota_sql, server_sql
 from actors.compute import sql as flavor_sql
 from fabric.actor import handles
-from fabric.service import ServiceActor, require_member
+from fabric.service import ServiceActor, require_admin, require_member
 from protocol import compute_agent as agent
 from protocol.compute import (
     CreateServer,
@@ -115,6 +115,9 @@ class Servers(ServiceActor):
     @handles(CreateServer, key=lambda m: m.server_id)
     async def create_server(self, msg: CreateServer, ctx: Context) -> ServerView:
         require_member(ctx, "os_compute_api:servers:create")
+        if msg.availability_zone and ":" in msg.availability_zone:
+            # Nova's `zone:host` (or `zone::node`) picks the host: for admins only.
+            require_admin(ctx, "os_compute_api:servers:create:forced_host")
         async with self.store.connection() as tx:
             row = await server_sql.get(tx, msg.server_id)
             if row is not None:
@@ -198,17 +201,20 @@ class Servers(ServiceActor):
     async def _place(self, row: asyncpg.Record, ctx: Context) -> tuple[Placed, asyncpg.Record | None]:
         """Ask the scheduler for a host and record it. A member of a server group is placed
         under the group's lock, holding a connection across the call; others hold none."""
+        zone, *hosts = (row["availability_zone"] or "").split(":")
+        host = next((h for h in hosts if h), None)  # `zone:host` or `zone::node`
         request = PlaceServer(
             server_id=row["id"],
             project_id=row["project_id"],
             resources=Resources(vcpus=row["vcpus"], ram_mb=row["ram_mb"], disk_gb=row["disk_gb"]),
-            availability_zone=row["availability_zone"],
+            availability_zone=zone or None,
             exclude_hosts=tuple(row["tried_hosts"]),
+            force_host=host,
         )
         if row["group_id"] is None:
             placed: Placed = await self.bus.call(SCHEDULER, request, ctx, timeout_s=PLACE_TIMEOUT_S)
             async with self.store.connection() as tx:
-                return placed, await server_sql.placed(tx, row["id"], placed.host, placed.queue)
+                return placed, await server_sql.placed(tx, row["id"], placed)
         async with self.store.transaction(timeout_s=PLACE_TIMEOUT_S) as tx:
             policy = await tx.fetchval(
                 "SELECT policy FROM compute.server_groups WHERE id = $1", row["group_id"]
@@ -216,7 +222,7 @@ class Servers(ServiceActor):
             hosts = await server_sql.group_hosts(tx, row["group_id"], row["id"])
             request = dataclasses.replace(request, group_policy=policy, group_hosts=tuple(hosts))
             placed = await self.bus.call(SCHEDULER, request, ctx, timeout_s=PLACE_TIMEOUT_S)
-            return placed, await server_sql.placed(tx, row["id"], placed.host, placed.queue)
+            return placed, await server_sql.placed(tx, row["id"], placed)
 
     async def _send_spawn(self, row: asyncpg.Record, ctx: Context) -> None:
         spawn = orjson.loads(row["spawn"])

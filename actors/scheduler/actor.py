@@ -179,6 +179,7 @@ class Scheduler(ServiceActor):
             exclude_hosts=frozenset(msg.exclude_hosts),
             group_policy=msg.group_policy,
             group_hosts=frozenset(msg.group_hosts),
+            force_host=msg.force_host,
         )
         for _ in range(PICK_ROUNDS):
             candidates = self.fleet.candidates(req, time.monotonic())
@@ -214,12 +215,22 @@ class Scheduler(ServiceActor):
                     row = None
         if row is not None:
             self._learn(row)
-            return Placed(server_id=msg.server_id, host=row["host"], queue=row["queue"])
+            return Placed(
+                server_id=msg.server_id,
+                host=row["host"],
+                queue=row["queue"],
+                availability_zone=host.availability_zone,
+            )
         async with self.store.connection() as conn:
             existing = await sql.allocation(conn, msg.server_id)
             if existing is not None:
                 if existing["host"] not in msg.exclude_hosts:  # asked again: the answer it had
-                    return Placed(server_id=msg.server_id, host=existing["host"], queue=existing["queue"])
+                    return Placed(
+                        server_id=msg.server_id,
+                        host=existing["host"],
+                        queue=existing["queue"],
+                        availability_zone=existing["availability_zone"],
+                    )
                 # Held on a host that failed to spawn it and never released: free it first.
                 self._learn_if(await sql.release(conn, msg.server_id, existing["host"]))
             # Refused: this view of the host was stale. Learn its real usage.

@@ -49,6 +49,7 @@ class Request:
     exclude_hosts: frozenset[str] = frozenset()
     group_policy: Literal["affinity", "anti-affinity"] | None = None
     group_hosts: frozenset[str] = frozenset()
+    force_host: str | None = None
 
 
 Filter = Callable[[Host, Request, float], bool]
@@ -60,6 +61,10 @@ def _up(host: Host, req: Request, deadline: float) -> bool:
 
 def _zone(host: Host, req: Request, deadline: float) -> bool:
     return req.availability_zone is None or host.availability_zone == req.availability_zone
+
+
+def _forced(host: Host, req: Request, deadline: float) -> bool:
+    return req.force_host is None or host.name == req.force_host
 
 
 def _retry(host: Host, req: Request, deadline: float) -> bool:
@@ -90,6 +95,7 @@ def _disk(host: Host, req: Request, deadline: float) -> bool:
 FILTERS: tuple[tuple[str, Filter], ...] = (
     ("ComputeFilter", _up),
     ("AvailabilityZoneFilter", _zone),
+    ("ForcedHostFilter", _forced),
     ("RetryFilter", _retry),
     ("ServerGroupAffinityFilter", _affinity),
     ("ServerGroupAntiAffinityFilter", _anti_affinity),
@@ -101,6 +107,7 @@ FILTERS: tuple[tuple[str, Filter], ...] = (
 WHY = {
     "ComputeFilter": "disabled or not reporting",
     "AvailabilityZoneFilter": "in another availability zone",
+    "ForcedHostFilter": "not the host asked for",
     "RetryFilter": "already tried for this server",
     "ServerGroupAffinityFilter": "not the host of the server group",
     "ServerGroupAntiAffinityFilter": "holding a member of the server group",
@@ -175,8 +182,10 @@ class Fleet:
     def candidates(self, req: Request, now: float) -> list[Host]:
         """Up to `sample` hosts that pass every filter, best first; [] when none does."""
         deadline = now - self.ttl_s
-        if req.group_policy == "affinity" and req.group_hosts:
-            pool: Iterator[Host] = iter([h for n in req.group_hosts if (h := self.hosts.get(n))])
+        if req.force_host is not None:
+            pool: Iterator[Host] = iter([h] if (h := self.hosts.get(req.force_host)) else [])
+        elif req.group_policy == "affinity" and req.group_hosts:
+            pool = iter([h for n in req.group_hosts if (h := self.hosts.get(n))])
         else:
             pool = self._walk()
         found: list[Host] = []

@@ -69,7 +69,8 @@ async def claim(
 
 async def allocation(conn: Connection, server_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        """SELECT a.host, h.queue FROM scheduler.allocations a JOIN scheduler.hosts h USING (host)
+        """SELECT a.host, h.queue, h.availability_zone
+             FROM scheduler.allocations a JOIN scheduler.hosts h USING (host)
             WHERE a.server_id = $1""",
         server_id,
     )

@@ -347,3 +347,19 @@ async def test_anti_affinity_group_spreads_members(api: Api) -> None:
     for server_id in [*ids, fifth["id"]]:
         await api.wait(server_id, "DELETED")
     assert (await api.nova("DELETE", f"/os-server-groups/{group['id']}"))[0] == 204
+
+
+async def test_admins_pick_a_host_with_zone_colon_host(
+    cloud: Cloud, api: Api, admin: Client, member: Member  # noqa: F811
+) -> None:
+    image, flavor = await api.image(visibility="public"), await api.flavor()
+    created = await api.boot(image["id"], flavor["id"], availability_zone="nova:fake-00002")
+    server = await api.wait(created["id"], "ACTIVE")
+    assert server["OS-EXT-SRV-ATTR:host"] == "fake-00002"
+    assert server["OS-EXT-AZ:availability_zone"] == "nova"
+    other = await login(cloud, admin, member)
+    body = {"server": {"name": "f", "imageRef": image["id"], "flavorRef": "1", "availability_zone": "nova:x"}}
+    status, answer = await other.nova("POST", "/servers", body)
+    assert status == 403 and "forced_host" in answer["forbidden"]["message"]
+    await api.nova("DELETE", f"/servers/{server['id']}")
+    await api.wait(server["id"], "DELETED")
