@@ -98,3 +98,37 @@ def test_percentiles_are_exact_nearest_rank() -> None:
     summary = record.summary()
     assert (summary["p50_ms"], summary["max_ms"], record.ops) == (0.002, 0.003, 3)
     assert record.errors == {"http_503": 1}
+
+
+def scenario(*args: str) -> dict[str, Any]:
+    """A scenario with its own figures (boot, place): one JSON line, no errors, no over-commit."""
+    why = can_manage_rabbitmq()
+    if why:
+        pytest.skip(f"the bench makes its own RabbitMQ vhost: {why}")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args, "--json"], cwd=ROOT, capture_output=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+    lines = done.stdout.decode().splitlines()
+    assert len(lines) == 1, f"stdout is not one JSON line: {lines!r}"
+    result: dict[str, Any] = json.loads(lines[0])
+    assert result["errors"] == 0, result
+    assert result["overcommitted_hosts"] == 0, result
+    return result
+
+
+@pytest.mark.amqp
+@pytest.mark.postgres
+def test_boot_servers_on_fake_hosts() -> None:
+    result = scenario("boot", "--hosts", "20", "--servers", "40", "--concurrency", "8")
+    fields = ("servers_per_s", "accept_p50_ms", "accept_p99_ms", "active_p50_ms", "active_p99_ms")
+    assert all(result[f] > 0 for f in fields), result
+    assert result["accept_p50_ms"] <= result["accept_p99_ms"] <= result["active_p99_ms"]
+    assert result["leaked_allocations"] == 0
+
+
+@pytest.mark.amqp
+@pytest.mark.postgres
+def test_place_on_two_schedulers() -> None:
+    result = scenario("place", "--hosts", "200", "--schedulers", "2", "--placements", "500")
+    assert result["placements_per_s"] > 0 and result["allocations"] == 500
