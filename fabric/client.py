@@ -24,6 +24,7 @@ from fabric.api_error import ApiError as ApiError
 from fabric.compute_client import ComputeApi, ImageApi
 from fabric.compute_client import Server as Server
 from fabric.compute_client import ServerFailed as ServerFailed
+from fabric.config import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +191,16 @@ class Client:
         self.identity = IdentityApi(self)
         self.compute = ComputeApi(self)
         self.image = ImageApi(self)
+
+    @classmethod
+    def for_admin(cls, settings: Settings) -> "Client":
+        """The bootstrap admin of the cloud these settings describe, through its gateway."""
+        return cls(
+            f"{settings.gateway_url}/identity/v3",
+            username=settings.admin_user,
+            password=settings.admin_password,
+            project_name=settings.admin_project,
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Client":

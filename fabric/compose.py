@@ -67,19 +67,23 @@ def fake_fleet(bus: Bus, settings: Settings, *, hosts: int, prefix: str) -> Comp
     configs = [
         HostConfig(
             name=f"{prefix}-{i:05d}",
-            driver=FakeDriver(
-                host=f"{prefix}-{i:05d}",
-                resources=shapes[(i - 1) % len(shapes)],
-                spawn_latency_s=settings.fake_spawn_latency_s,
-                failure_rate=settings.fake_failure_rate,
-                seed=settings.fake_seed,
-            ),
+            driver=_fake_driver(f"{prefix}-{i:05d}", shapes[(i - 1) % len(shapes)], settings),
             availability_zone=settings.availability_zone,
         )
         for i in range(1, hosts + 1)
     ]
     return ComputeAgent(
         bus, configs, queue=f"compute.fleet.{prefix}", report_interval_s=settings.capacity_report_interval_s
+    )
+
+
+def _fake_driver(host: str, resources: HostResources, settings: Settings) -> FakeDriver:
+    return FakeDriver(
+        host=host,
+        resources=resources,
+        spawn_latency_s=settings.fake_spawn_latency_s,
+        failure_rate=settings.fake_failure_rate,
+        seed=settings.fake_seed,
     )
 
 
@@ -102,17 +106,8 @@ def this_host(bus: Bus, settings: Settings) -> ComputeAgent:
     host = settings.host_name
     driver: VirtDriver
     if settings.compute_driver == "fake":
-        driver = FakeDriver(
-            host=host,
-            resources=HostResources(
-                vcpus=settings.fake_host_vcpus,
-                ram_mb=settings.fake_host_ram_mb,
-                disk_gb=settings.fake_host_disk_gb,
-            ),
-            spawn_latency_s=settings.fake_spawn_latency_s,
-            failure_rate=settings.fake_failure_rate,
-            seed=settings.fake_seed,
-        )
+        vcpus, ram_mb, disk_gb = settings.fake_shapes[0]
+        driver = _fake_driver(host, HostResources(vcpus=vcpus, ram_mb=ram_mb, disk_gb=disk_gb), settings)
     else:
         from actors.compute_agent.libvirt_driver import LibvirtDriver
 
@@ -257,12 +252,7 @@ async def self_check(settings: Settings) -> tuple[list[str], list[str]]:
     """Prove the cloud answers as a user would reach it: authenticate through the gateway with
     the admin credentials, read the catalog from the token, and seed the flavors and the test
     guest image (`fabric.seed`). Returns the catalog's services and what was seeded."""
-    async with Client(
-        f"{settings.gateway_url}/identity/v3",
-        username=settings.admin_user,
-        password=settings.admin_password,
-        project_name=settings.admin_project,
-    ) as client:
+    async with Client.for_admin(settings) as client:
         assert client.token is not None
         services = sorted(f"{s['type']} ({s['name']})" for s in client.token.catalog)
         seeded = [f"flavor {name}" for name in await seed.seed_flavors(client)]
@@ -356,19 +346,29 @@ async def run_service(name: str, settings: Settings, *, reuse_port: bool = True)
     await migrate(settings.database_url, spec.schema, spec.migrations)
     store = await Store.connect(settings.database_url)
     bus = await _connect_bus(settings, f"fabric-{name}")
-    sup = Supervisor(lambda: spec.make(bus, store, settings), name=name)
+    try:
+        await _serve(name, lambda: spec.make(bus, store, settings), bus, settings, stop, f"{name} serving")
+    finally:
+        await store.close()
+
+
+async def _serve(
+    name: str, make: Callable[[], Actor], bus: Bus, settings: Settings, stop: asyncio.Event, ready: str
+) -> None:
+    """Supervise one actor until `stop`, with /metrics and /healthz when configured; closes the
+    bus at the end."""
+    sup = Supervisor(make, name=name)
     metrics_runner = await _metrics_server(settings, bus, sup)
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(sup.run(), name=f"actor:{name}")
-            print(f"{name} serving", flush=True)
+            print(ready, flush=True)
             await stop.wait()
             sup.stop()
     finally:
         if metrics_runner is not None:
             await metrics_runner.cleanup()
         await bus.close()
-        await store.close()
 
 
 async def _run_agent(settings: Settings, stop: asyncio.Event) -> None:
@@ -380,16 +380,7 @@ async def _run_agent(settings: Settings, stop: asyncio.Event) -> None:
             return fake_fleet(bus, settings, hosts=settings.fake_hosts, prefix=settings.host_name)
         return this_host(bus, settings)
 
-    sup = Supervisor(make, name="compute-agent")
-    metrics_runner = await _metrics_server(settings, bus, sup)
-    try:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(sup.run(), name="actor:compute-agent")
-            what = f"{settings.fake_hosts} fake hosts" if settings.fake_hosts else settings.compute_driver
-            print(f"compute-agent serving {settings.host_name} ({what})", flush=True)
-            await stop.wait()
-            sup.stop()
-    finally:
-        if metrics_runner is not None:
-            await metrics_runner.cleanup()
-        await bus.close()
+    what = f"{settings.fake_hosts} fake hosts" if settings.fake_hosts else settings.compute_driver
+    await _serve(
+        "compute-agent", make, bus, settings, stop, f"compute-agent serving {settings.host_name} ({what})"
+    )

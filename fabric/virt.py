@@ -13,26 +13,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from protocol.compute_agent import ImageFile as ImageFile  # re-exported: drivers take it
+
 
 class PowerState(StrEnum):
     RUNNING = "running"
     SHUTDOWN = "shutdown"
     #: The hypervisor knows the guest but it is neither running nor cleanly off (crashed, paused).
     OTHER = "other"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ImageFile:
-    """An image the guest needs, as the image service stores it. A driver that needs the bytes
-    copies them into its per-host image cache once (streamed from the blob store, md5 verified)."""
-
-    image_id: str
-    #: The blob store's name for the data (`fabric.blobs`).
-    location: str
-    #: md5 of the data, as Glance's `checksum`; the cache refuses a copy that does not match.
-    checksum: str
-    size: int
-    disk_format: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,7 +34,8 @@ class GuestSpec:
     ram_mb: int
     #: Root disk size; 0: the size of the image.
     disk_gb: int
-    #: The root disk's image (the base of a copy-on-write overlay).
+    #: The root disk's image (the base of a copy-on-write overlay). A driver that needs the bytes
+    #: copies them into its per-host image cache once (streamed from the blob store, md5 verified).
     root_image: ImageFile
     #: Direct kernel boot (Glance's `kernel_id`/`ramdisk_id`/`os_command_line`): all None for
     #: an image that boots from its own disk.

@@ -77,13 +77,7 @@ async def cloud(settings: Settings) -> AsyncIterator[Cloud]:
 
 @pytest.fixture
 async def admin(cloud: Cloud) -> AsyncIterator[Client]:
-    s = cloud.settings
-    async with Client(
-        f"{cloud.url}/identity/v3",
-        username=s.admin_user,
-        password=s.admin_password,
-        project_name=s.admin_project,
-    ) as client:
+    async with Client.for_admin(cloud.settings) as client:
         yield client
 
 

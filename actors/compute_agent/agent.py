@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from fabric.actor import Actor, handles
 from fabric.bus import Bus
-from fabric.virt import GuestNotFound, GuestSpec, ImageFile, PowerState, SpawnFailed, VirtDriver
+from fabric.virt import GuestNotFound, GuestSpec, PowerState, SpawnFailed, VirtDriver
 from protocol import compute_agent as wire
 from protocol.compute import QUEUE as COMPUTE
 from protocol.envelope import Context
@@ -35,14 +35,6 @@ class HostConfig:
     name: str
     driver: VirtDriver
     availability_zone: str = "nova"
-
-
-def _image(f: wire.ImageFile | None) -> ImageFile | None:
-    if f is None:
-        return None
-    return ImageFile(
-        image_id=f.image_id, location=f.location, checksum=f.checksum, size=f.size, disk_format=f.disk_format
-    )
 
 
 def _context() -> Context:
@@ -155,17 +147,15 @@ class ComputeAgent(Actor):
     @handles(wire.SpawnGuest, key=lambda m: m.server_id)
     async def spawn(self, msg: wire.SpawnGuest, ctx: Context) -> None:
         host = self._host(msg.host)
-        root = _image(msg.root_image)
-        assert root is not None
         spec = GuestSpec(
             server_id=msg.server_id,
             name=msg.name,
             vcpus=msg.vcpus,
             ram_mb=msg.ram_mb,
             disk_gb=msg.disk_gb,
-            root_image=root,
-            kernel=_image(msg.kernel),
-            ramdisk=_image(msg.ramdisk),
+            root_image=msg.root_image,
+            kernel=msg.kernel,
+            ramdisk=msg.ramdisk,
             cmdline=msg.cmdline,
         )
         try:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from aiohttp import web
 
-from fabric.gateway.compute import base_url
+from fabric.gateway.compute import base_url, next_links
 from fabric.gateway.context import BUS, authenticated
 from fabric.gateway.http import json_response, query_bool, query_str, read_json, read_json_value
 from fabric.gateway.image_views import iso
@@ -287,10 +287,7 @@ async def _list(request: web.Request, *, detail: bool) -> web.Response:
         "servers": [server_body(base, s, ctx, version, detail=detail) for s in found.items]
     }
     if found.more:
-        path = "servers/detail" if detail else "servers"
-        body["servers_links"] = [
-            {"rel": "next", "href": f"{base}/{path}?limit={msg.limit}&marker={found.items[-1].id}"}
-        ]
+        body["servers_links"] = next_links(request, msg.limit, found.items[-1].id)
     return json_response(body)
 
 

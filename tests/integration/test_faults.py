@@ -61,12 +61,7 @@ async def rig(request: pytest.FixtureRequest, settings: Settings, tmp_path: Path
         processes = Processes(tmp_path)
         async with Cloud(own, services=in_process) as cloud:
             try:
-                async with Client(
-                    f"{cloud.url}/identity/v3",
-                    username=own.admin_user,
-                    password=own.admin_password,
-                    project_name=own.admin_project,
-                ) as client:
+                async with Client.for_admin(own) as client:
                     assert client.token is not None
                     await client.compute.set_quotas(client.token.project_id, instances=-1, cores=-1, ram=-1)
                     image = await client.image.create("faults", visibility="public")

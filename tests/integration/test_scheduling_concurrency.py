@@ -143,12 +143,7 @@ async def test_two_schedulers_never_overcommit_a_full_fleet(settings: Settings, 
             second = [str(FABRIC), "service", "scheduler", "--metrics-port", str(metrics_port)]
             processes.start("scheduler-2", second, fabric_env(own))
             try:
-                async with Client(
-                    f"{cloud.url}/identity/v3",
-                    username=own.admin_user,
-                    password=own.admin_password,
-                    project_name=own.admin_project,
-                ) as client:
+                async with Client.for_admin(own) as client:
                     assert client.token is not None
                     await client.compute.set_quotas(client.token.project_id, instances=-1, cores=-1, ram=-1)
                     await wait_for_hosts(client, HOSTS)

@@ -350,7 +350,10 @@ async def test_anti_affinity_group_spreads_members(api: Api) -> None:
 
 
 async def test_admins_pick_a_host_with_zone_colon_host(
-    cloud: Cloud, api: Api, admin: Client, member: Member  # noqa: F811
+    cloud: Cloud,
+    api: Api,
+    admin: Client,
+    member: Member,  # noqa: F811
 ) -> None:
     image, flavor = await api.image(visibility="public"), await api.flavor()
     created = await api.boot(image["id"], flavor["id"], availability_zone="nova:fake-00002")
@@ -363,3 +366,19 @@ async def test_admins_pick_a_host_with_zone_colon_host(
     assert status == 403 and "forced_host" in answer["forbidden"]["message"]
     await api.nova("DELETE", f"/servers/{server['id']}")
     await api.wait(server["id"], "DELETED")
+
+
+async def test_server_lists_page_with_their_filters_kept(api: Api) -> None:
+    image, flavor = await api.image(), await api.flavor()
+    ids = [(await api.boot(image["id"], flavor["id"]))["id"] for _ in range(3)]
+    status, page = await api.nova("GET", f"/servers?image={image['id']}&limit=2")
+    assert status == 200 and len(page["servers"]) == 2
+    href = page["servers_links"][0]["href"]
+    assert f"image={image['id']}" in href
+    status, rest = await api.nova("GET", href.split("/v2.1", 1)[1])
+    assert len(rest["servers"]) == 1 and "servers_links" not in rest
+    assert {s["id"] for s in page["servers"] + rest["servers"]} == set(ids)
+    for server_id in ids:
+        await api.nova("DELETE", f"/servers/{server_id}")
+    for server_id in ids:
+        await api.wait(server_id, "DELETED")

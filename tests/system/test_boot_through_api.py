@@ -89,12 +89,7 @@ async def wait_for_marker(client: Client, server_id: str, name: str, count: int 
 
 async def test_boot_the_test_guest_through_the_api(cloud: Cloud, compute_dir: Path) -> None:
     s = cloud.settings
-    async with Client(
-        f"{cloud.url}/identity/v3",
-        username=s.admin_user,
-        password=s.admin_password,
-        project_name=s.admin_project,
-    ) as client:
+    async with Client.for_admin(s) as client:
         await seed.seed_flavors(client)
         image = await seed.seed_test_guest(client, Path(s.test_guest_dir))
         assert image is not None
