@@ -26,6 +26,8 @@ from actors.identity.actor import Identity
 from actors.identity.bootstrap import Bootstrapped, bootstrap
 from actors.image.actor import MIGRATIONS as IMAGE_MIGRATIONS
 from actors.image.actor import Image
+from actors.network.actor import MIGRATIONS as NETWORK_MIGRATIONS
+from actors.network.actor import Network
 from actors.scheduler.actor import MIGRATIONS as SCHEDULER_MIGRATIONS
 from actors.scheduler.actor import Scheduler
 from fabric import seed
@@ -56,6 +58,7 @@ ACTORS: dict[str, ActorSpec] = {
     "image": ActorSpec(Image, "image", IMAGE_MIGRATIONS),
     "compute": ActorSpec(Compute, "compute", COMPUTE_MIGRATIONS),
     "scheduler": ActorSpec(Scheduler, "scheduler", SCHEDULER_MIGRATIONS),
+    "network": ActorSpec(Network, "network", NETWORK_MIGRATIONS),
 }
 SERVICES = (*ACTORS, "gateway", "compute-agent")
 

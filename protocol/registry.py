@@ -3,9 +3,9 @@
 The list of protocol modules is explicit: adding a service means adding its module here.
 """
 
-from protocol import compute, compute_agent, identity, image, scheduler, system
+from protocol import compute, compute_agent, identity, image, network, network_agent, scheduler, system
 
-MODULES = (compute, compute_agent, identity, image, scheduler, system)
+MODULES = (compute, compute_agent, identity, image, network, network_agent, scheduler, system)
 
 
 def type_name(cls: type) -> str:

@@ -234,3 +234,14 @@ async def cuttable_amqp(url: str) -> AsyncIterator[tuple[str, CuttableProxy]]:
     async with CuttableProxy(parts.hostname or "127.0.0.1", parts.port or 5672) as proxy:
         netloc = f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"
         yield urlunsplit(parts._replace(netloc=netloc)), proxy
+
+
+async def messages_handled(metrics_port: int, type_name: str) -> float:
+    """How many `type_name` messages the process serving /metrics on this port has handled."""
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{metrics_port}/metrics") as resp:
+        text = await resp.text()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("fabric_messages_handled_total") and f'type="{type_name}"' in line
+    )

@@ -14,17 +14,16 @@ import hashlib
 import os
 import re
 import secrets
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO
 
 from fabric.blobs import BlobStore
+from fabric.threads import finish_in_thread
 from fabric.virt import ImageFile, SpawnFailed
 from protocol.errors import Invalid
 
 #: Image ids become file names: no separators, no leading dot (Glance's are UUIDs).
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
-T = TypeVar("T")
 
 
 class ImageCache:
@@ -82,18 +81,6 @@ class ImageCache:
                 f"expected {image.size} bytes, md5 {image.checksum})"
             )
         await finish_in_thread(_flush_readable, f)
-
-
-async def finish_in_thread(fn: Callable[..., T], *args: object) -> T:
-    """`fn(*args)` in a thread. Cancelled, this still waits for the thread to finish (a thread
-    cannot be stopped) before passing the cancellation on, so that the caller's cleanup finds
-    everything the call did: the file it created, the domain it defined."""
-    running = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-    try:
-        return await asyncio.shield(running)
-    except asyncio.CancelledError:
-        await asyncio.gather(running, return_exceptions=True)
-        raise
 
 
 def _create(path: Path) -> BinaryIO:

@@ -18,7 +18,16 @@ from fabric import metrics
 from fabric.blobs import FilesystemStore
 from fabric.bus import Bus
 from fabric.config import Settings
-from fabric.gateway import compute, compute_project, hypervisors, identity, image, microversion, servers
+from fabric.gateway import (
+    compute,
+    compute_project,
+    hypervisors,
+    identity,
+    image,
+    microversion,
+    network,
+    servers,
+)
 from fabric.gateway.auth import Auth, service_context
 from fabric.gateway.context import AUTH, BLOBS, BUS, REQUEST_ID, SETTINGS
 from fabric.gateway.errors import error_body, status_of
@@ -137,6 +146,7 @@ def build_app(bus: Bus, auth: Auth, settings: Settings) -> web.Application:
     servers.add_routes(app)
     hypervisors.add_routes(app)
     compute_project.add_routes(app)
+    network.add_routes(app)
     return app
 
 

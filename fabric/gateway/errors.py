@@ -71,7 +71,25 @@ NOVA_KINDS = {
     501: "notImplemented",
 }
 
-SHAPES: dict[str, ErrorShape] = {"identity": keystone_body, "compute": nova_body}
+
+def neutron_body(status: int, message: str) -> dict[str, Any]:
+    """Neutron names the error's type; clients print the message."""
+    if status == 401:
+        return keystone_body(status, message)
+    kind = NEUTRON_TYPES.get(status, "HTTPError")
+    return {"NeutronError": {"type": kind, "message": message, "detail": ""}}
+
+
+NEUTRON_TYPES = {
+    400: "HTTPBadRequest",
+    403: "PolicyNotAuthorized",
+    404: "NotFound",
+    405: "HTTPMethodNotAllowed",
+    409: "Conflict",
+    413: "OverQuota",
+}
+
+SHAPES: dict[str, ErrorShape] = {"identity": keystone_body, "compute": nova_body, "network": neutron_body}
 
 
 def error_body(path: str, status: int, message: str) -> dict[str, Any]:

@@ -24,7 +24,15 @@ from actors.compute_agent.fake_driver import FakeDriver
 from fabric.client import Client
 from fabric.compose import Cloud
 from fabric.config import Settings
-from tests.support import FABRIC, Processes, can_manage_rabbitmq, fabric_env, free_port, isolated
+from tests.support import (
+    FABRIC,
+    Processes,
+    can_manage_rabbitmq,
+    fabric_env,
+    free_port,
+    isolated,
+    messages_handled,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.amqp, pytest.mark.timeout(600)]
 
@@ -79,17 +87,6 @@ async def settle(client: Client, ids: list[str], *, timeout_s: float = 240) -> d
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"{len(building)} servers still building, e.g. {servers[building[0]].raw}")
         await asyncio.sleep(0.5)
-
-
-async def placements_by(metrics_port: int) -> float:
-    """PlaceServer calls the process serving /metrics on this port handled."""
-    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{metrics_port}/metrics") as resp:
-        text = await resp.text()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("fabric_messages_handled_total") and 'type="scheduler.PlaceServer"' in line
-    )
 
 
 async def overcommitted(db: asyncpg.Connection) -> list[Any]:
@@ -156,7 +153,7 @@ async def test_two_schedulers_never_overcommit_a_full_fleet(settings: Settings, 
                     ids = await boot_all(client, image["id"], flavors)
                     servers = await settle(client, ids)
                     # Both schedulers placed servers (the queue hands requests to each in turn).
-                    assert await placements_by(metrics_port) > 100
+                    assert await messages_handled(metrics_port, "scheduler.PlaceServer") > 100
                     outcomes = Counter(s.status for s in servers.values())
                     assert set(outcomes) <= {"ACTIVE", "ERROR"}, outcomes
                     assert outcomes["ERROR"] > 0, "the fleet never filled up: make the test boot more"

@@ -1,0 +1,190 @@
+"""Network v2.0 through the gateway: networks, subnets, ports and their addresses."""
+
+import asyncio
+import ipaddress
+import uuid
+from typing import Any
+
+import pytest
+
+from fabric.client import Client
+from fabric.compose import Cloud
+from tests.integration.test_identity import Member, member  # noqa: F401 - the fixture
+from tests.support import api_call
+
+pytestmark = [pytest.mark.postgres, pytest.mark.amqp]
+
+
+class Neutron:
+    def __init__(self, url: str, token: str) -> None:
+        self.base = f"{url}/network/v2.0"
+        self.token = token
+
+    async def call(self, method: str, path: str, json: Any = None) -> tuple[int, Any]:
+        status, body, _ = await api_call(method, f"{self.base}{path}", self.token, json=json)
+        return status, body
+
+    async def make(self, kind: str, **fields: Any) -> dict[str, Any]:
+        status, body = await self.call("POST", f"/{kind}s", {kind: fields})
+        assert status == 201, body
+        return dict(body[kind])
+
+    async def network_with_subnet(
+        self, cidr: str = "10.20.0.0/24", **subnet: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        net = await self.make("network", name=f"net-{uuid.uuid4().hex[:6]}")
+        sub = await self.make("subnet", network_id=net["id"], cidr=cidr, ip_version=4, **subnet)
+        return net, sub
+
+
+async def login(cloud: Cloud, admin: Client, who: Member) -> Neutron:
+    async with Client(
+        admin.auth_url, username=who.name, password=who.password, project_name=who.project_name
+    ) as client:
+        assert client.token is not None
+        return Neutron(cloud.url, client.token.id)
+
+
+@pytest.fixture
+async def neutron(cloud: Cloud, admin: Client) -> Neutron:
+    assert admin.token is not None
+    return Neutron(cloud.url, admin.token.id)
+
+
+async def test_network_subnet_port_lifecycle(neutron: Neutron) -> None:
+    status, versions, _ = await api_call("GET", neutron.base.removesuffix("/v2.0"), None)
+    assert status == 200 and versions["versions"][0]["id"] == "v2.0"
+    net, sub = await neutron.network_with_subnet()
+    assert (net["status"], net["router:external"], net["mtu"]) == ("ACTIVE", False, 1500)
+    assert sub["gateway_ip"] == "10.20.0.1" and sub["enable_dhcp"] is True
+    assert sub["allocation_pools"] == [{"start": "10.20.0.2", "end": "10.20.0.254"}]
+    assert (sub["dns_nameservers"], sub["host_routes"]) == ([], [])
+    # The network's DHCP server took the first address.
+    status, ports = await neutron.call("GET", f"/ports?network_id={net['id']}&device_owner=network:dhcp")
+    assert [p["fixed_ips"][0]["ip_address"] for p in ports["ports"]] == ["10.20.0.2"]
+    port = await neutron.make("port", network_id=net["id"], name="p1", device_id="vm-1")
+    assert port["fixed_ips"] == [{"subnet_id": sub["id"], "ip_address": "10.20.0.3"}]
+    assert port["mac_address"].startswith("fa:16:3e:")
+    status, shown = await neutron.call("GET", f"/ports/{port['id']}?fields=id&fields=fixed_ips")
+    assert status == 200 and set(shown["port"]) == {"id", "fixed_ips"}
+    status, found = await neutron.call("GET", "/ports?device_id=vm-1&fields=id&fields=name")
+    assert [p["name"] for p in found["ports"]] == ["p1"]
+    status, updated = await neutron.call("PUT", f"/ports/{port['id']}", {"port": {"name": "p2"}})
+    assert status == 200 and updated["port"]["name"] == "p2"
+    assert (await neutron.call("GET", f"/networks/{net['id']}"))[1]["network"]["subnets"] == [sub["id"]]
+    # In use: the network and subnet stay until the port goes.
+    assert (await neutron.call("DELETE", f"/networks/{net['id']}"))[0] == 409
+    assert (await neutron.call("DELETE", f"/subnets/{sub['id']}"))[0] == 409
+    assert (await neutron.call("DELETE", f"/ports/{port['id']}"))[0] == 204
+    assert (await neutron.call("DELETE", f"/networks/{net['id']}"))[0] == 204
+    status, gone = await neutron.call("GET", f"/subnets/{sub['id']}")
+    assert status == 404 and gone["NeutronError"]["message"]
+
+
+async def test_addresses_asked_for_and_pools(neutron: Neutron) -> None:
+    net, _ = await neutron.network_with_subnet(
+        "10.21.0.0/24", allocation_pools=[{"start": "10.21.0.10", "end": "10.21.0.12"}], enable_dhcp=False
+    )
+    fixed = await neutron.make("port", network_id=net["id"], fixed_ips=[{"ip_address": "10.21.0.11"}])
+    assert fixed["fixed_ips"][0]["ip_address"] == "10.21.0.11"
+    status, body = await neutron.call(
+        "POST", "/ports", {"port": {"network_id": net["id"], "fixed_ips": [{"ip_address": "10.21.0.11"}]}}
+    )
+    assert status == 409 and "already allocated" in body["NeutronError"]["message"]
+    status, body = await neutron.call(
+        "POST", "/ports", {"port": {"network_id": net["id"], "fixed_ips": [{"ip_address": "10.21.0.50"}]}}
+    )
+    assert status == 400 and "outside the allocation pools" in body["NeutronError"]["message"]
+    taken = [
+        (await neutron.make("port", network_id=net["id"]))["fixed_ips"][0]["ip_address"] for _ in range(2)
+    ]
+    assert sorted(taken) == ["10.21.0.10", "10.21.0.12"]
+    status, body = await neutron.call("POST", "/ports", {"port": {"network_id": net["id"]}})
+    assert status == 409 and "No more IP addresses" in body["NeutronError"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("subnet", "field"),
+    [
+        ({"cidr": "10.30.0.0/33"}, "subnet.cidr"),
+        ({"cidr": "10.30.0.1/24"}, "subnet.cidr"),
+        ({"cidr": "10.30.0.0/24", "gateway_ip": "10.31.0.1"}, "subnet.gateway_ip"),
+        (
+            {"cidr": "10.30.0.0/24", "allocation_pools": [{"start": "10.30.0.9", "end": "10.30.0.3"}]},
+            "allocation_pools",
+        ),
+        (
+            {"cidr": "10.30.0.0/24", "allocation_pools": [{"start": "10.30.0.1", "end": "10.30.0.9"}]},
+            "allocation_pools",
+        ),
+        ({"cidr": "10.30.0.0/24", "ip_version": 6}, "subnet.ip_version"),
+        ({"cidr": "10.30.0.0/24", "dns_nameservers": ["nope"]}, "dns_nameservers"),
+    ],
+)
+async def test_bad_subnets_are_refused_by_field(neutron: Neutron, subnet: dict[str, Any], field: str) -> None:
+    net = await neutron.make("network", name="bad-subnets")
+    status, body = await neutron.call("POST", "/subnets", {"subnet": {"network_id": net["id"], **subnet}})
+    assert status == 400, body
+    assert field in body["NeutronError"]["message"]
+    await neutron.call("DELETE", f"/networks/{net['id']}")
+
+
+async def test_overlapping_subnets_on_one_network_are_refused(neutron: Neutron) -> None:
+    net, _ = await neutron.network_with_subnet("10.40.0.0/16")
+    status, body = await neutron.call(
+        "POST", "/subnets", {"subnet": {"network_id": net["id"], "cidr": "10.40.3.0/24"}}
+    )
+    assert status == 400 and "overlaps" in body["NeutronError"]["message"]
+    status, _ = await neutron.call(
+        "POST", "/subnets", {"subnet": {"network_id": net["id"], "cidr": "10.41.0.0/24"}}
+    )
+    assert status == 201
+
+
+async def test_projects_do_not_see_each_others_networks(
+    cloud: Cloud,
+    neutron: Neutron,
+    admin: Client,
+    member: Member,  # noqa: F811
+) -> None:
+    other = await login(cloud, admin, member)
+    net, _ = await neutron.network_with_subnet("10.50.0.0/24")
+    port = await neutron.make("port", network_id=net["id"])
+    for path in (f"/networks/{net['id']}", f"/ports/{port['id']}"):
+        assert (await other.call("GET", path))[0] == 404
+    assert (await other.call("POST", "/ports", {"port": {"network_id": net["id"]}}))[0] == 404
+    assert (await other.call("DELETE", f"/ports/{port['id']}"))[0] == 404
+    status, listed = await other.call("GET", "/networks")
+    assert net["id"] not in {n["id"] for n in listed["networks"]}
+    status, _ = await other.call("POST", "/networks", {"network": {"name": "x", "router:external": True}})
+    assert status == 403
+    # An external network is visible to every project, but only admins put ports on it.
+    ext = await neutron.make("network", name="ext", **{"router:external": True})
+    assert (await other.call("GET", f"/networks/{ext['id']}"))[0] == 200
+    await neutron.make("subnet", network_id=ext["id"], cidr="203.0.113.0/24", enable_dhcp=False)
+    status, _ = await other.call("POST", "/ports", {"port": {"network_id": ext["id"]}})
+    assert status == 403
+
+
+async def test_list_filters_and_pages(neutron: Neutron) -> None:
+    name = f"paged-{uuid.uuid4().hex[:6]}"
+    made = [await neutron.make("network", name=name) for _ in range(3)]
+    status, page = await neutron.call("GET", f"/networks?name={name}&limit=2")
+    assert status == 200 and len(page["networks"]) == 2
+    href = page["networks_links"][0]["href"]
+    status, rest = await neutron.call("GET", href.split("/v2.0", 1)[1])
+    assert {n["id"] for n in page["networks"] + rest["networks"]} == {n["id"] for n in made}
+    status, external = await neutron.call("GET", "/networks?router:external=True")
+    assert all(n["router:external"] for n in external["networks"])
+
+
+async def test_ports_made_at_once_never_share_an_address(neutron: Neutron) -> None:
+    net, sub = await neutron.network_with_subnet("10.60.0.0/26")  # 61 addresses; DHCP takes one
+    results = await asyncio.gather(
+        *(neutron.call("POST", "/ports", {"port": {"network_id": net["id"]}}) for _ in range(70))
+    )
+    made = [body["port"]["fixed_ips"][0]["ip_address"] for status, body in results if status == 201]
+    refused = [body for status, body in results if status == 409]
+    assert len(made) == 60 and len(refused) == 10
+    assert len(set(made)) == 60
+    assert all(ipaddress.ip_address(ip) in ipaddress.ip_network(sub["cidr"]) for ip in made)
