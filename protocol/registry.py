@@ -3,9 +3,19 @@
 The list of protocol modules is explicit: adding a service means adding its module here.
 """
 
-from protocol import compute, compute_agent, identity, image, network, network_agent, scheduler, system
+from protocol import (
+    compute,
+    compute_agent,
+    identity,
+    image,
+    network,
+    network_agent,
+    network_l3,
+    scheduler,
+    system,
+)
 
-MODULES = (compute, compute_agent, identity, image, network, network_agent, scheduler, system)
+MODULES = (compute, compute_agent, identity, image, network, network_agent, network_l3, scheduler, system)
 
 
 def type_name(cls: type) -> str:

@@ -1,5 +1,5 @@
-"""The network service, behind the `network` queue: networks and subnets here, ports and their
-addresses in `ports.py` (mixed in).
+"""The network service, behind the `network` queue: networks and subnets here; ports and their
+addresses (`ports.py`), routers (`routers.py`) and floating IPs (`floating_ips.py`) mixed in.
 
 Who sees what (Neutron's defaults): a project sees its own networks, shared ones and external
 ones; admins see all. Only admins make a network shared or external. A subnet belongs to its
@@ -14,7 +14,8 @@ import asyncpg
 import orjson
 
 from actors.network import ipam, sql
-from actors.network.ports import DHCP_OWNER, Ports
+from actors.network.floating_ips import FloatingIps
+from actors.network.ports import DHCP_OWNER
 from fabric.actor import handles
 from fabric.service import require_admin, require_member
 from fabric.store import Connection
@@ -43,7 +44,7 @@ from protocol.system import Done
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class Network(Ports):
+class Network(FloatingIps):
     service = QUEUE
 
     async def setup(self) -> None:

@@ -56,8 +56,16 @@ class Ports(ServiceActor):
         return view
 
     async def allocate_ips(
-        self, tx: Connection, network: NetworkView, port_id: str, requests: list[FixedIpRequest]
+        self,
+        tx: Connection,
+        network: NetworkView,
+        port_id: str,
+        requests: list[FixedIpRequest],
+        *,
+        outside_pools: bool = False,
     ) -> None:
+        """Take the asked addresses for the port. `outside_pools`: an asked address may be any
+        usable one of its subnet (the service's own ports: a router's leg takes the gateway)."""
         subnets = {r["id"]: r for r in await sql.subnets_of(tx, network.id)}
         for i, req in enumerate(requests):
             field = f"port.fixed_ips[{i}]"
@@ -66,7 +74,12 @@ class Ports(ServiceActor):
             pools = [(p.start, p.end) for p in sql.subnet_view(subnet).allocation_pools]
             if req.ip_address is not None:
                 ip = ipam.address(req.ip_address, f"{field}.ip_address")
-                if not ipam.in_pools(ip, pools):
+                if outside_pools:
+                    if not ipam.usable(ipaddress.ip_network(subnet["cidr"]), ip):  # type: ignore[arg-type]
+                        raise Invalid(
+                            f"{field}.ip_address", f"{ip} is not a usable address of {subnet['cidr']}"
+                        )
+                elif not ipam.in_pools(ip, pools):
                     raise Invalid(
                         f"{field}.ip_address",
                         f"{ip} is outside the allocation pools of subnet {subnet['id']}",
@@ -113,6 +126,7 @@ class Ports(ServiceActor):
         binding_host_id: str = "",
         admin_state_up: bool = True,
         port_security_enabled: bool | None = None,
+        outside_pools: bool = False,
     ) -> None:
         values = {
             "id": port_id,
@@ -137,7 +151,7 @@ class Ports(ServiceActor):
                 raise Conflict("port", f"a port with id {port_id} exists") from None
         else:
             raise Conflict("port", f"MAC address {values['mac_address']} is in use on network {network.id}")
-        await self.allocate_ips(tx, network, port_id, requests)
+        await self.allocate_ips(tx, network, port_id, requests, outside_pools=outside_pools)
 
     @handles(CreatePort, key=lambda m: m.port_id)
     async def create_port(self, msg: CreatePort, ctx: Context) -> PortView:
@@ -243,5 +257,11 @@ class Ports(ServiceActor):
                 raise Conflict(
                     "port", f"{port.id} is owned by {port.device_owner}: remove it through its owner"
                 )
+            # A floating IP on it stays allocated to its project, associated with nothing.
+            await tx.execute(
+                """UPDATE network.floating_ips SET port_id = NULL, fixed_ip_address = NULL, router_id = NULL,
+                        updated_at = now(), revision_number = revision_number + 1 WHERE port_id = $1""",
+                msg.port_id,
+            )
             await tx.execute("DELETE FROM network.ports WHERE id = $1", msg.port_id)  # addresses cascade
         return Done()

@@ -26,6 +26,7 @@ from fabric.gateway import (
     image,
     microversion,
     network,
+    network_l3,
     servers,
 )
 from fabric.gateway.auth import Auth, service_context
@@ -147,6 +148,7 @@ def build_app(bus: Bus, auth: Auth, settings: Settings) -> web.Application:
     hypervisors.add_routes(app)
     compute_project.add_routes(app)
     network.add_routes(app)
+    network_l3.add_routes(app)
     return app
 
 

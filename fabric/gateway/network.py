@@ -89,6 +89,8 @@ EXTENSIONS = {
     "standard-attr-timestamp": "Resource timestamps",
     "standard-attr-revisions": "Resource revision numbers",
     "network-mtu": "Network MTU",
+    "router": "Neutron L3 Router",
+    "ext-gw-mode": "Neutron L3 Configurable external gateway mode",
     "pagination": "Pagination support",
     "sorting": "Sorting support",
 }
@@ -270,7 +272,7 @@ class PortFields:
 RENAMES = {"router:external": "external", "binding:host_id": "binding_host_id", "tenant_id": "project_id"}
 
 
-async def _fields(request: web.Request, key: str, cls: type[Any]) -> Any:
+async def read_fields(request: web.Request, key: str, cls: type[Any]) -> Any:
     body = await read_json(request, dict[str, Any])
     raw = body.get(key)
     if not isinstance(raw, dict) or len(body) != 1:
@@ -297,9 +299,9 @@ FILTERS = {
 BOOLEAN_FILTERS = {"shared", "external"}
 
 
-def _list_message(request: web.Request, plural: str, cls: type[Any]) -> Any:
+def _list_message(request: web.Request, filters: dict[str, str], cls: type[Any]) -> Any:
     query: dict[str, Any] = {}
-    for name, target in FILTERS[plural].items():
+    for name, target in filters.items():
         if name in request.query:
             query[target] = query_bool(request, name) if target in BOOLEAN_FILTERS else request.query[name]
     ids = request.query.getall("id", [])
@@ -315,18 +317,23 @@ def _list_message(request: web.Request, plural: str, cls: type[Any]) -> Any:
     return decode(cls, query, path="query")
 
 
-def _trim(body: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+def trim(body: dict[str, Any], fields: list[str]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k in fields} if fields else body
 
 
-async def _list(
-    request: web.Request, plural: str, cls: type[Any], render: Callable[[Any], dict[str, Any]]
+async def list_response(
+    request: web.Request,
+    plural: str,
+    cls: type[Any],
+    render: Callable[[Any], dict[str, Any]],
+    filters: dict[str, str],
 ) -> web.Response:
+    """A Neutron list: `filters` maps query names to the list message's fields."""
     ctx = authenticated(request)
-    msg = _list_message(request, plural, cls)
+    msg = _list_message(request, filters, cls)
     found = await request.app[BUS].call(QUEUE, msg, ctx)
     fields = request.query.getall("fields", [])
-    out: dict[str, Any] = {plural: [_trim(render(item), fields) for item in found.items]}
+    out: dict[str, Any] = {plural: [trim(render(item), fields) for item in found.items]}
     if found.more:
         query = [(k, v) for k, v in request.query.items() if k not in ("marker", "limit")]
         query += [("limit", str(msg.limit)), ("marker", found.items[-1].id)]
@@ -340,7 +347,7 @@ async def _list(
 
 async def create_network(request: web.Request) -> web.Response:
     ctx = authenticated(request)
-    f: NetworkFields = await _fields(request, "network", NetworkFields)
+    f: NetworkFields = await read_fields(request, "network", NetworkFields)
     msg = CreateNetwork(
         network_id=str(uuid.uuid4()),
         name=f.name or "",
@@ -356,18 +363,18 @@ async def create_network(request: web.Request) -> web.Response:
 
 
 async def list_networks(request: web.Request) -> web.Response:
-    return await _list(request, "networks", ListNetworks, network_body)
+    return await list_response(request, "networks", ListNetworks, network_body, FILTERS["networks"])
 
 
 async def show_network(request: web.Request) -> web.Response:
     ctx = authenticated(request)
     found = await request.app[BUS].call(QUEUE, GetNetwork(network_id=request.match_info["id"]), ctx)
-    return json_response({"network": _trim(network_body(found), request.query.getall("fields", []))})
+    return json_response({"network": trim(network_body(found), request.query.getall("fields", []))})
 
 
 async def update_network(request: web.Request) -> web.Response:
     ctx = authenticated(request)
-    f: NetworkFields = await _fields(request, "network", NetworkFields)
+    f: NetworkFields = await read_fields(request, "network", NetworkFields)
     if f.project_id is not None:
         raise Invalid("network.project_id", "cannot be changed")
     msg = UpdateNetwork(
@@ -421,18 +428,18 @@ async def create_subnet(request: web.Request) -> web.Response:
 
 
 async def list_subnets(request: web.Request) -> web.Response:
-    return await _list(request, "subnets", ListSubnets, subnet_body)
+    return await list_response(request, "subnets", ListSubnets, subnet_body, FILTERS["subnets"])
 
 
 async def show_subnet(request: web.Request) -> web.Response:
     ctx = authenticated(request)
     found = await request.app[BUS].call(QUEUE, GetSubnet(subnet_id=request.match_info["id"]), ctx)
-    return json_response({"subnet": _trim(subnet_body(found), request.query.getall("fields", []))})
+    return json_response({"subnet": trim(subnet_body(found), request.query.getall("fields", []))})
 
 
 async def update_subnet(request: web.Request) -> web.Response:
     ctx = authenticated(request)
-    f: SubnetFields = await _fields(request, "subnet", SubnetFields)
+    f: SubnetFields = await read_fields(request, "subnet", SubnetFields)
     for fixed in ("network_id", "cidr", "allocation_pools", "gateway_ip"):
         if getattr(f, fixed) is not None:
             raise Invalid(f"subnet.{fixed}", "cannot be changed here")
@@ -460,7 +467,7 @@ async def delete_subnet(request: web.Request) -> web.Response:
 
 async def create_port(request: web.Request) -> web.Response:
     ctx = authenticated(request)
-    f: PortFields = await _fields(request, "port", PortFields)
+    f: PortFields = await read_fields(request, "port", PortFields)
     if f.network_id is None:
         raise Invalid("port.network_id", "required")
     if f.security_groups:
@@ -485,18 +492,18 @@ async def create_port(request: web.Request) -> web.Response:
 
 
 async def list_ports(request: web.Request) -> web.Response:
-    return await _list(request, "ports", ListPorts, port_body)
+    return await list_response(request, "ports", ListPorts, port_body, FILTERS["ports"])
 
 
 async def show_port(request: web.Request) -> web.Response:
     ctx = authenticated(request)
     found = await request.app[BUS].call(QUEUE, GetPort(port_id=request.match_info["id"]), ctx)
-    return json_response({"port": _trim(port_body(found), request.query.getall("fields", []))})
+    return json_response({"port": trim(port_body(found), request.query.getall("fields", []))})
 
 
 async def update_port(request: web.Request) -> web.Response:
     ctx = authenticated(request)
-    f: PortFields = await _fields(request, "port", PortFields)
+    f: PortFields = await read_fields(request, "port", PortFields)
     for fixed in ("network_id", "fixed_ips", "mac_address", "project_id"):
         if getattr(f, fixed) is not None:
             raise Invalid(f"port.{fixed}", "cannot be changed here")

@@ -274,3 +274,68 @@ async def test_hypervisor_list_show_and_server_group_create(cli: Cli) -> None:
     )
     assert "anti-affinity" in str(group.get("policies") or group.get("policy")), group
     await cli.run("server", "group", "delete", group["id"])
+
+
+async def test_network_subnet_and_port_commands(cli: Cli) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    net = await cli.json("network", "create", f"compat-net-{suffix}")
+    assert net["status"] == "ACTIVE" and net["router:external"] is False
+    ext = await cli.json("network", "create", "--external", f"compat-ext-{suffix}")
+    assert ext["router:external"] is True
+    sub = await cli.json(
+        "subnet",
+        "create",
+        "--network",
+        f"compat-net-{suffix}",
+        "--subnet-range",
+        "10.90.0.0/24",
+        f"compat-sub-{suffix}",
+    )
+    assert sub["gateway_ip"] == "10.90.0.1" and sub["enable_dhcp"] is True
+    port = await cli.json("port", "create", "--network", f"compat-net-{suffix}", f"compat-port-{suffix}")
+    assert port["fixed_ips"][0]["ip_address"].startswith("10.90.0.")
+    listed = await cli.json("port", "list", "--network", f"compat-net-{suffix}")
+    assert f"compat-port-{suffix}" in [p["Name"] for p in listed]
+    shown = await cli.json("port", "show", f"compat-port-{suffix}")
+    assert shown["id"] == port["id"]
+    assert f"compat-net-{suffix}" in [n["Name"] for n in await cli.json("network", "list")]
+    await cli.run("port", "delete", f"compat-port-{suffix}")
+    await cli.run("subnet", "delete", f"compat-sub-{suffix}")
+    await cli.run("network", "delete", f"compat-net-{suffix}", f"compat-ext-{suffix}")
+    code, _, err = await cli.run("network", "show", f"compat-net-{suffix}", check=False)
+    assert code != 0 and "no network" in err.lower()
+
+
+async def test_router_and_floating_ip_commands(cli: Cli) -> None:
+    s = uuid.uuid4().hex[:6]
+    await cli.json("network", "create", "--external", f"compat-public-{s}")
+    public = ["--network", f"compat-public-{s}", "--subnet-range", "203.0.113.0/24", "--no-dhcp"]
+    await cli.json("subnet", "create", *public, f"compat-public-sub-{s}")
+    await cli.json("network", "create", f"compat-lan-{s}")
+    await cli.json(
+        "subnet",
+        "create",
+        "--network",
+        f"compat-lan-{s}",
+        "--subnet-range",
+        "10.91.0.0/24",
+        f"compat-lan-sub-{s}",
+    )
+    router = await cli.json("router", "create", f"compat-router-{s}")
+    assert router["status"] == "ACTIVE"
+    await cli.run("router", "add", "subnet", f"compat-router-{s}", f"compat-lan-sub-{s}")
+    await cli.run("router", "set", "--external-gateway", f"compat-public-{s}", f"compat-router-{s}")
+    shown = await cli.json("router", "show", f"compat-router-{s}")
+    assert "203.0.113." in json.dumps(shown["external_gateway_info"])
+    ports = await cli.json("port", "list", "--router", f"compat-router-{s}")
+    assert any("10.91.0.1" in json.dumps(p["Fixed IP Addresses"]) for p in ports), ports
+    fip = await cli.json("floating", "ip", "create", f"compat-public-{s}")
+    assert fip["floating_ip_address"].startswith("203.0.113.")
+    assert fip["floating_ip_address"] in [
+        f["Floating IP Address"] for f in await cli.json("floating", "ip", "list")
+    ]
+    await cli.run("floating", "ip", "delete", fip["floating_ip_address"])
+    await cli.run("router", "unset", "--external-gateway", f"compat-router-{s}")
+    await cli.run("router", "remove", "subnet", f"compat-router-{s}", f"compat-lan-sub-{s}")
+    await cli.run("router", "delete", f"compat-router-{s}")
+    await cli.run("network", "delete", f"compat-lan-{s}", f"compat-public-{s}")

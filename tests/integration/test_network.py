@@ -188,3 +188,105 @@ async def test_ports_made_at_once_never_share_an_address(neutron: Neutron) -> No
     assert len(made) == 60 and len(refused) == 10
     assert len(set(made)) == 60
     assert all(ipaddress.ip_address(ip) in ipaddress.ip_network(sub["cidr"]) for ip in made)
+
+
+async def external_network(neutron: Neutron, cidr: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    ext = await neutron.make("network", name=f"ext-{uuid.uuid4().hex[:6]}", **{"router:external": True})
+    sub = await neutron.make("subnet", network_id=ext["id"], cidr=cidr, enable_dhcp=False)
+    return ext, sub
+
+
+async def test_router_interfaces_gateway_and_floating_ips(
+    cloud: Cloud,
+    neutron: Neutron,
+    admin: Client,
+    member: Member,  # noqa: F811
+) -> None:
+    ext, ext_sub = await external_network(neutron, "203.0.113.0/24")
+    net, sub = await neutron.network_with_subnet("10.80.0.0/24")
+    router = await neutron.make("router", name="r1")
+    assert router["external_gateway_info"] is None and router["status"] == "ACTIVE"
+    status, iface = await neutron.call(
+        "PUT", f"/routers/{router['id']}/add_router_interface", {"subnet_id": sub["id"]}
+    )
+    assert status == 200 and iface["subnet_id"] == sub["id"] and iface["network_id"] == net["id"]
+    status, leg = await neutron.call("GET", f"/ports/{iface['port_id']}")
+    assert leg["port"]["fixed_ips"][0]["ip_address"] == "10.80.0.1"
+    assert (leg["port"]["device_owner"], leg["port"]["device_id"]) == (
+        "network:router_interface",
+        router["id"],
+    )
+    # A second subnet that overlaps the first cannot join the same router.
+    _, clash = await neutron.network_with_subnet("10.80.0.0/25")
+    status, body = await neutron.call(
+        "PUT", f"/routers/{router['id']}/add_router_interface", {"subnet_id": clash["id"]}
+    )
+    assert status == 400 and "overlaps" in body["NeutronError"]["message"]
+    # The gateway goes on an external network only.
+    status, body = await neutron.call(
+        "PUT", f"/routers/{router['id']}", {"router": {"external_gateway_info": {"network_id": net["id"]}}}
+    )
+    assert status == 400 and "not external" in body["NeutronError"]["message"]
+    status, body = await neutron.call(
+        "PUT", f"/routers/{router['id']}", {"router": {"external_gateway_info": {"network_id": ext["id"]}}}
+    )
+    assert status == 200, body
+    gateway = body["router"]["external_gateway_info"]
+    assert gateway["network_id"] == ext["id"] and gateway["enable_snat"] is True
+    assert gateway["external_fixed_ips"][0]["subnet_id"] == ext_sub["id"]
+
+    # Floating IPs come from external networks only.
+    status, body = await neutron.call(
+        "POST", "/floatingips", {"floatingip": {"floating_network_id": net["id"]}}
+    )
+    assert status == 400 and "not external" in body["NeutronError"]["message"]
+    fip = await neutron.make("floatingip", floating_network_id=ext["id"])
+    assert (
+        fip["floating_ip_address"].startswith("203.0.113.")
+        and fip["port_id"] is None
+        and fip["status"] == "DOWN"
+    )
+    vm_port = await neutron.make("port", network_id=net["id"], device_id="vm-fip")
+    status, body = await neutron.call(
+        "PUT", f"/floatingips/{fip['id']}", {"floatingip": {"port_id": vm_port["id"]}}
+    )
+    assert status == 200, body
+    associated = body["floatingip"]
+    assert (associated["port_id"], associated["router_id"]) == (vm_port["id"], router["id"])
+    assert associated["fixed_ip_address"] == vm_port["fixed_ips"][0]["ip_address"]
+    # A port whose subnet has no router to the external network: Neutron's 404.
+    lonely_net, _ = await neutron.network_with_subnet("10.81.0.0/24")
+    lonely = await neutron.make("port", network_id=lonely_net["id"])
+    status, body = await neutron.call(
+        "PUT", f"/floatingips/{fip['id']}", {"floatingip": {"port_id": lonely["id"]}}
+    )
+    assert status == 404 and "not reachable" in body["NeutronError"]["message"]
+    # Another project's port is not found either.
+    other = await login(cloud, admin, member)
+    their_net = await other.make("network", name="theirs")
+    await other.make("subnet", network_id=their_net["id"], cidr="10.82.0.0/24")
+    their_port = await other.make("port", network_id=their_net["id"])
+    status, _ = await neutron.call(
+        "PUT", f"/floatingips/{fip['id']}", {"floatingip": {"port_id": their_port["id"]}}
+    )
+    assert status == 404
+    status, found = await neutron.call("GET", f"/floatingips?port_id={vm_port['id']}")
+    assert [f["id"] for f in found["floatingips"]] == [fip["id"]]
+
+    # What is in use stays: the router with interfaces, the interface a floating IP goes through.
+    assert (await neutron.call("DELETE", f"/routers/{router['id']}"))[0] == 409
+    status, _ = await neutron.call(
+        "PUT", f"/routers/{router['id']}/remove_router_interface", {"subnet_id": sub["id"]}
+    )
+    assert status == 409
+    # Deleting the VM's port leaves the floating IP allocated but free.
+    assert (await neutron.call("DELETE", f"/ports/{vm_port['id']}"))[0] == 204
+    status, body = await neutron.call("GET", f"/floatingips/{fip['id']}")
+    assert body["floatingip"]["port_id"] is None and body["floatingip"]["router_id"] is None
+    assert (await neutron.call("DELETE", f"/floatingips/{fip['id']}"))[0] == 204
+    status, _ = await neutron.call(
+        "PUT", f"/routers/{router['id']}/remove_router_interface", {"subnet_id": sub["id"]}
+    )
+    assert status == 200
+    assert (await neutron.call("DELETE", f"/routers/{router['id']}"))[0] == 204
+    assert (await neutron.call("DELETE", f"/networks/{ext['id']}"))[0] == 204  # the gateway port went too
