@@ -253,6 +253,8 @@ class CreatePort:
     binding_host_id: Annotated[str, MaxLen(255)] = ""
     admin_state_up: bool = True
     port_security_enabled: bool | None = None
+    #: The port's security groups (of its project); None: the project's `default` group.
+    security_groups: Annotated[tuple[Id, ...], MaxLen(32)] | None = None
     #: Admins may create on behalf of a project.
     project_id: Id | None = None
 
@@ -285,6 +287,7 @@ class UpdatePort:
     binding_host_id: Annotated[str, MaxLen(255)] | None = None
     admin_state_up: bool | None = None
     port_security_enabled: bool | None = None
+    security_groups: Annotated[tuple[Id, ...], MaxLen(32)] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

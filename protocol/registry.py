@@ -12,10 +12,22 @@ from protocol import (
     network_agent,
     network_l3,
     scheduler,
+    security_groups,
     system,
 )
 
-MODULES = (compute, compute_agent, identity, image, network, network_agent, network_l3, scheduler, system)
+MODULES = (
+    compute,
+    compute_agent,
+    identity,
+    image,
+    network,
+    network_agent,
+    network_l3,
+    scheduler,
+    security_groups,
+    system,
+)
 
 
 def type_name(cls: type) -> str:

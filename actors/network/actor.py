@@ -1,5 +1,6 @@
 """The network service, behind the `network` queue: networks and subnets here; ports and their
-addresses (`ports.py`), routers (`routers.py`) and floating IPs (`floating_ips.py`) mixed in.
+addresses (`ports.py`), routers (`routers.py`), floating IPs (`floating_ips.py`) and security
+groups (`security_groups.py`) mixed in.
 
 Who sees what (Neutron's defaults): a project sees its own networks, shared ones and external
 ones; admins see all. Only admins make a network shared or external. A subnet belongs to its

@@ -14,8 +14,9 @@ import re
 import asyncpg
 
 from actors.network import ipam, sql
+from actors.network.security_groups import SecurityGroups
 from fabric.actor import handles
-from fabric.service import ServiceActor, require_member
+from fabric.service import require_member
 from fabric.store import Connection
 from protocol.envelope import Context
 from protocol.errors import Conflict, Forbidden, Invalid, NotFound
@@ -45,7 +46,7 @@ def random_mac() -> str:
     return MAC_PREFIX + "".join(f":{random.randrange(256):02x}" for _ in range(3))
 
 
-class Ports(ServiceActor):
+class Ports(SecurityGroups):
     async def _visible_network(self, conn: Connection, network_id: str, ctx: Context) -> NetworkView:
         row = await sql.get_network(conn, network_id)
         if row is None:
@@ -186,9 +187,37 @@ class Ports(ServiceActor):
                 admin_state_up=msg.admin_state_up,
                 port_security_enabled=msg.port_security_enabled,
             )
+            await self._set_groups(tx, msg.port_id, msg.security_groups, ctx, made=True)
             row = await sql.get_port(tx, msg.port_id)
         assert row is not None
         return sql.port_view(row)
+
+    async def _set_groups(
+        self, tx: Connection, port_id: str, groups: tuple[str, ...] | None, ctx: Context, *, made: bool
+    ) -> None:
+        """A new port joins `groups`, or its project's default group when None and it filters
+        traffic; an updated one is in exactly `groups` (None: unchanged)."""
+        port = await sql.get_port(tx, port_id)
+        assert port is not None
+        if port["device_owner"].startswith(RESERVED_OWNERS) or (groups is None and not made):
+            return
+        if groups is None:
+            if not port["port_security_enabled"]:
+                return
+            groups = (await self.ensure_default_group(tx, port["project_id"]),)
+        elif groups and not port["port_security_enabled"]:
+            raise Invalid("port.security_groups", "a port without port security has no security groups")
+        for group_id in groups:
+            owner = await tx.fetchval(
+                "SELECT project_id FROM network.security_groups WHERE id = $1", group_id
+            )
+            if owner is None or (owner != port["project_id"] and not ctx.is_admin):
+                raise NotFound("security group", group_id)
+        await tx.execute("DELETE FROM network.port_security_groups WHERE port_id = $1", port_id)
+        await tx.executemany(
+            "INSERT INTO network.port_security_groups (port_id, security_group_id) VALUES ($1, $2)",
+            [(port_id, g) for g in groups],
+        )
 
     async def _port(self, conn: Connection, port_id: str, ctx: Context) -> PortView:
         row = await sql.get_port(conn, port_id)
@@ -244,6 +273,9 @@ class Ports(ServiceActor):
                 msg.port_id, msg.name, msg.description, msg.device_id, msg.device_owner, msg.binding_host_id,
                 msg.admin_state_up, msg.port_security_enabled,
             )  # fmt: skip
+            if msg.port_security_enabled is False and msg.security_groups is None:
+                await tx.execute("DELETE FROM network.port_security_groups WHERE port_id = $1", msg.port_id)
+            await self._set_groups(tx, msg.port_id, msg.security_groups, ctx, made=False)
             row = await sql.get_port(tx, msg.port_id)
         assert row is not None
         return sql.port_view(row)

@@ -76,9 +76,11 @@ async def list_rows(
     args: list[Any],
     marker: str | None,
     limit: int,
+    alias: str | None = None,
 ) -> list[asyncpg.Record]:
-    """Rows of `network.<table>` (aliased by its first letter) by id, filtered and paged."""
-    alias = table[0]
+    """Rows of `network.<table>` (aliased by its first letter unless `alias`) by id, filtered
+    and paged."""
+    alias = alias or table[0]
     where = where_equal(filters, args, alias)
     if scope is not None:
         where.append(scope)
@@ -151,7 +153,9 @@ PORT_COLUMNS = f"""p.id, p.name, p.description, p.network_id, p.project_id,
     p.admin_state_up, p.port_security_enabled,
     {_epoch("created_at")}, {_epoch("updated_at")}, p.revision_number,
     coalesce((SELECT array_agg(array[a.subnet_id, host(a.ip_address)] ORDER BY a.ip_address)
-                FROM network.ip_allocations a WHERE a.port_id = p.id), '{{}}') AS fixed_ips"""
+                FROM network.ip_allocations a WHERE a.port_id = p.id), '{{}}') AS fixed_ips,
+    coalesce((SELECT array_agg(g.security_group_id ORDER BY g.security_group_id)
+                FROM network.port_security_groups g WHERE g.port_id = p.id), '{{}}') AS security_groups"""
 
 
 def port_view(r: asyncpg.Record) -> PortView:
@@ -169,7 +173,7 @@ def port_view(r: asyncpg.Record) -> PortView:
         status=r["status"],
         admin_state_up=r["admin_state_up"],
         port_security_enabled=r["port_security_enabled"],
-        security_groups=(),
+        security_groups=tuple(r["security_groups"]),
         created_at=float(r["created_at"]),
         updated_at=float(r["updated_at"]),
         revision_number=r["revision_number"],

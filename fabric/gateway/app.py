@@ -27,6 +27,7 @@ from fabric.gateway import (
     microversion,
     network,
     network_l3,
+    security_groups,
     servers,
 )
 from fabric.gateway.auth import Auth, service_context
@@ -149,6 +150,7 @@ def build_app(bus: Bus, auth: Auth, settings: Settings) -> web.Application:
     compute_project.add_routes(app)
     network.add_routes(app)
     network_l3.add_routes(app)
+    security_groups.add_routes(app)
     return app
 
 

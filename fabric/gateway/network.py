@@ -90,6 +90,7 @@ EXTENSIONS = {
     "standard-attr-revisions": "Resource revision numbers",
     "network-mtu": "Network MTU",
     "router": "Neutron L3 Router",
+    "security-group": "security-group",
     "ext-gw-mode": "Neutron L3 Configurable external gateway mode",
     "pagination": "Pagination support",
     "sorting": "Sorting support",
@@ -470,8 +471,6 @@ async def create_port(request: web.Request) -> web.Response:
     f: PortFields = await read_fields(request, "port", PortFields)
     if f.network_id is None:
         raise Invalid("port.network_id", "required")
-    if f.security_groups:
-        raise Invalid("port.security_groups", "security groups are not available yet")
     msg = CreatePort(
         port_id=str(uuid.uuid4()),
         network_id=f.network_id,
@@ -486,6 +485,7 @@ async def create_port(request: web.Request) -> web.Response:
         binding_host_id=f.binding_host_id or "",
         admin_state_up=True if f.admin_state_up is None else f.admin_state_up,
         port_security_enabled=f.port_security_enabled,
+        security_groups=f.security_groups,
         project_id=f.project_id,
     )
     return json_response({"port": port_body(await request.app[BUS].call(QUEUE, msg, ctx))}, status=201)
@@ -510,7 +510,7 @@ async def update_port(request: web.Request) -> web.Response:
     msg = UpdatePort(
         port_id=request.match_info["id"], name=f.name, description=f.description, device_id=f.device_id,
         device_owner=f.device_owner, binding_host_id=f.binding_host_id, admin_state_up=f.admin_state_up,
-        port_security_enabled=f.port_security_enabled,
+        port_security_enabled=f.port_security_enabled, security_groups=f.security_groups,
     )  # fmt: skip
     return json_response({"port": port_body(await request.app[BUS].call(QUEUE, msg, ctx))})
 

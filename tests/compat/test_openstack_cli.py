@@ -339,3 +339,18 @@ async def test_router_and_floating_ip_commands(cli: Cli) -> None:
     await cli.run("router", "remove", "subnet", f"compat-router-{s}", f"compat-lan-sub-{s}")
     await cli.run("router", "delete", f"compat-router-{s}")
     await cli.run("network", "delete", f"compat-lan-{s}", f"compat-public-{s}")
+
+
+async def test_security_group_commands(cli: Cli) -> None:
+    name = f"compat-sg-{uuid.uuid4().hex[:6]}"
+    group = await cli.json("security", "group", "create", name)
+    assert group["name"] == name
+    rule = await cli.json(
+        "security", "group", "rule", "create", *("--protocol", "tcp", "--dst-port", "80"), name
+    )
+    assert (rule["protocol"], rule["port_range_min"], rule["port_range_max"]) == ("tcp", 80, 80)
+    rules = await cli.json("security", "group", "rule", "list", name)
+    assert any(r["ID"] == rule["id"] for r in rules)
+    assert name in [g["Name"] for g in await cli.json("security", "group", "list")]
+    await cli.run("security", "group", "rule", "delete", rule["id"])
+    await cli.run("security", "group", "delete", name)

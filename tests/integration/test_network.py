@@ -25,7 +25,7 @@ class Neutron:
         return status, body
 
     async def make(self, kind: str, **fields: Any) -> dict[str, Any]:
-        status, body = await self.call("POST", f"/{kind}s", {kind: fields})
+        status, body = await self.call("POST", f"/{kind.replace('_', '-')}s", {kind: fields})
         assert status == 201, body
         return dict(body[kind])
 
@@ -290,3 +290,41 @@ async def test_router_interfaces_gateway_and_floating_ips(
     assert status == 200
     assert (await neutron.call("DELETE", f"/routers/{router['id']}"))[0] == 204
     assert (await neutron.call("DELETE", f"/networks/{ext['id']}"))[0] == 204  # the gateway port went too
+
+
+async def test_security_groups_default_rules_and_ports(neutron: Neutron) -> None:
+    web = await neutron.make("security_group", name=f"web-{uuid.uuid4().hex[:6]}")
+    # An admin sees every project's `default`: pick this project's by its id.
+    mine = f"/security-groups?name=default&project_id={web['project_id']}"
+    status, listed = await neutron.call("GET", mine)
+    assert status == 200 and len(listed["security_groups"]) == 1
+    default = listed["security_groups"][0]
+    rules = {(r["direction"], r["remote_group_id"]) for r in default["security_group_rules"]}
+    assert rules == {("egress", None), ("ingress", default["id"])}
+    assert [r["direction"] for r in web["security_group_rules"]] == ["egress"]
+    rule = {"security_group_id": web["id"], "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
+            "port_range_min": 80, "port_range_max": 80, "remote_ip_prefix": "0.0.0.0/0"}  # fmt: skip
+    made = await neutron.make("security_group_rule", **rule)
+    assert (made["protocol"], made["port_range_min"], made["remote_ip_prefix"]) == ("tcp", 80, "0.0.0.0/0")
+    status, body = await neutron.call("POST", "/security-group-rules", {"security_group_rule": rule})
+    assert status == 409
+    for bad, field in (
+        ({**rule, "port_range_min": 90}, "port_range_min"),
+        ({**rule, "protocol": None}, "protocol"),
+        ({**rule, "remote_ip_prefix": "10.0.0.0/33"}, "remote_ip_prefix"),
+        ({**rule, "remote_group_id": default["id"]}, "remote_ip_prefix"),
+        ({**rule, "protocol": "icmp", "port_range_min": 300, "port_range_max": None}, "port_range_min"),
+    ):
+        status, body = await neutron.call("POST", "/security-group-rules", {"security_group_rule": bad})
+        assert status == 400 and field in body["NeutronError"]["message"], (bad, body)
+    net, _ = await neutron.network_with_subnet("10.95.0.0/24")
+    plain = await neutron.make("port", network_id=net["id"])
+    assert plain["security_groups"] == [default["id"]]
+    webby = await neutron.make("port", network_id=net["id"], security_groups=[web["id"]])
+    assert webby["security_groups"] == [web["id"]]
+    assert (await neutron.call("DELETE", f"/security-groups/{web['id']}"))[0] == 409  # in use
+    assert (await neutron.call("DELETE", f"/security-groups/{default['id']}"))[0] == 409  # the default stays
+    status, body = await neutron.call("PUT", f"/ports/{webby['id']}", {"port": {"security_groups": []}})
+    assert status == 200 and body["port"]["security_groups"] == []
+    assert (await neutron.call("DELETE", f"/security-group-rules/{made['id']}"))[0] == 204
+    assert (await neutron.call("DELETE", f"/security-groups/{web['id']}"))[0] == 204
