@@ -297,6 +297,45 @@ class DeletePort:
     port_id: Id
 
 
+
+
+# --- quotas ------------------------------------------------------------------------------------
+
+#: Every network quota and its default (Neutron's); -1 means unlimited.
+NETWORK_QUOTA_DEFAULTS: dict[str, int] = {
+    "network": 100,
+    "subnet": 100,
+    "port": 500,
+    "router": 10,
+    "floatingip": 50,
+    "security_group": 10,
+    "security_group_rule": 100,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NetworkQuotas:
+    project_id: str
+    limits: dict[str, int]
+    used: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetNetworkQuotas:
+    """A project's own, or any project's for admins. Reply: NetworkQuotas."""
+
+    project_id: Id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetNetworkQuotas:
+    """Admins only; `reset`: back to the defaults. Reply: NetworkQuotas."""
+
+    project_id: Id
+    limits: Annotated[dict[str, Annotated[int, Range(-1, 2**31 - 1)]], MaxLen(16)]
+    reset: bool = False
+
+
 MESSAGES = (
     NetworkView,
     NetworkList,
@@ -323,4 +362,7 @@ MESSAGES = (
     ListPorts,
     UpdatePort,
     DeletePort,
+    NetworkQuotas,
+    GetNetworkQuotas,
+    SetNetworkQuotas,
 )

@@ -14,7 +14,7 @@ from pathlib import Path
 import asyncpg
 import orjson
 
-from actors.network import ipam, sql
+from actors.network import ipam, quotas, sql
 from actors.network.floating_ips import FloatingIps
 from actors.network.ports import DHCP_OWNER
 from fabric.actor import handles
@@ -61,6 +61,7 @@ class Network(FloatingIps):
         if msg.project_id not in (None, ctx.project_id):
             require_admin(ctx, "create_network:project_id")
         async with self.store.transaction() as tx:
+            await quotas.take(tx, msg.project_id or ctx.project_id or "", "network")
             try:
                 await tx.execute(
                     """INSERT INTO network.networks (id, name, description, project_id, admin_state_up,
@@ -188,6 +189,7 @@ class Network(FloatingIps):
             view = await self._network(tx, msg.network_id, ctx, lock=True)  # one subnet change at a time
             if not ctx.is_admin and view.project_id != ctx.project_id:
                 raise NotFound("network", msg.network_id)
+            await quotas.take(tx, view.project_id, "subnet")
             others = [r["cidr"] for r in await sql.subnets_of(tx, msg.network_id)]
             clash = ipam.overlapping(net, others)
             if clash is not None:

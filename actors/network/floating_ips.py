@@ -10,7 +10,7 @@ import uuid
 
 import asyncpg
 
-from actors.network import ipam, sql
+from actors.network import ipam, quotas, sql
 from actors.network.routers import ROUTER_INTERFACE, Routers
 from fabric.actor import handles
 from fabric.service import require_member
@@ -75,6 +75,7 @@ class FloatingIps(Routers):
             network = await self._visible_network(tx, msg.floating_network_id, ctx)
             if not network.external:
                 raise Invalid("floatingip.floating_network_id", f"network {network.id} is not external")
+            await quotas.take(tx, msg.project_id or ctx.project_id or "", "floatingip")
             subnets = await sql.subnets_of(tx, network.id)
             if not subnets:
                 raise Conflict("floating IP", f"external network {network.id} has no subnet")

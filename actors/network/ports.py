@@ -13,7 +13,7 @@ import re
 
 import asyncpg
 
-from actors.network import ipam, sql
+from actors.network import ipam, quotas, sql
 from actors.network.security_groups import SecurityGroups
 from fabric.actor import handles
 from fabric.service import require_member
@@ -166,6 +166,8 @@ class Ports(SecurityGroups):
             network = await self._visible_network(tx, msg.network_id, ctx)
             if network.project_id != ctx.project_id and not network.shared and not ctx.is_admin:
                 raise Forbidden(f"create_port: network {network.id} belongs to another project")
+            if not msg.device_owner.startswith(RESERVED_OWNERS):
+                await quotas.take(tx, msg.project_id or ctx.project_id or "", "port")
             subnets = await sql.subnets_of(tx, network.id)
             requests = (
                 list(msg.fixed_ips)

@@ -6,7 +6,7 @@ import uuid
 
 import asyncpg
 
-from actors.network import ipam, sql
+from actors.network import ipam, quotas, sql
 from actors.network.ports import Ports
 from fabric.actor import handles
 from fabric.service import require_member
@@ -130,6 +130,7 @@ class Routers(Ports):
         if msg.project_id not in (None, ctx.project_id) and not ctx.is_admin:
             raise NotFound("project", msg.project_id or "")
         async with self.store.transaction() as tx:
+            await quotas.take(tx, msg.project_id or ctx.project_id or "", "router")
             try:
                 await tx.execute(
                     """INSERT INTO network.routers (id, name, description, project_id, admin_state_up)

@@ -5,9 +5,10 @@ import uuid
 
 import asyncpg
 
-from actors.network import sql
+from actors.network import quotas, sql
+from actors.network.quotas import Quotas
 from fabric.actor import handles
-from fabric.service import ServiceActor, require_member
+from fabric.service import require_member
 from fabric.store import Connection
 from protocol.envelope import Context
 from protocol.errors import Conflict, Invalid, NotFound
@@ -79,7 +80,7 @@ def check_rule(msg: CreateSecurityGroupRule) -> str | None:
     return str(prefix)
 
 
-class SecurityGroups(ServiceActor):
+class SecurityGroups(Quotas):
     async def ensure_default_group(self, tx: Connection, project_id: str) -> str:
         """The project's `default` group, made on first need (idempotent across replicas)."""
         group_id = str(uuid.uuid4())
@@ -146,6 +147,7 @@ class SecurityGroups(ServiceActor):
         project = msg.project_id or ctx.project_id or ""
         async with self.store.transaction() as tx:
             await self.ensure_default_group(tx, project)
+            await quotas.take(tx, project, "security_group")
             try:
                 await tx.execute(
                     """INSERT INTO network.security_groups (id, name, description, project_id)
@@ -225,6 +227,7 @@ class SecurityGroups(ServiceActor):
             group = await self._group(tx, msg.security_group_id, ctx)
             if msg.remote_group_id is not None:
                 await self._group(tx, msg.remote_group_id, ctx)
+            await quotas.take(tx, group.project_id, "security_group_rule")
             try:
                 await tx.execute(
                     """INSERT INTO network.security_group_rules (id, security_group_id, project_id,

@@ -20,6 +20,7 @@ from fabric.gateway.http import json_response, query_bool, read_json
 from protocol.codec import MaxLen, MinLen, Range, decode
 from protocol.errors import Invalid
 from protocol.network import (
+    NETWORK_QUOTA_DEFAULTS,
     QUEUE,
     CreateNetwork,
     CreatePort,
@@ -29,15 +30,18 @@ from protocol.network import (
     DeleteSubnet,
     FixedIpRequest,
     GetNetwork,
+    GetNetworkQuotas,
     GetPort,
     GetSubnet,
     HostRoute,
     ListNetworks,
     ListPorts,
     ListSubnets,
+    NetworkQuotas,
     NetworkView,
     Pool,
     PortView,
+    SetNetworkQuotas,
     SubnetView,
     UpdateNetwork,
     UpdatePort,
@@ -55,6 +59,11 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"{ROOT}/", version)
     r.add_get(f"{ROOT}/extensions", extensions)
     r.add_get(f"{ROOT}/extensions/{{alias}}", extension)
+    r.add_get(f"{ROOT}/quotas/{{project_id}}", show_quotas)
+    r.add_get(f"{ROOT}/quotas/{{project_id}}/details", show_quota_details)
+    r.add_get(f"{ROOT}/quotas/{{project_id}}/default", show_quota_defaults)
+    r.add_put(f"{ROOT}/quotas/{{project_id}}", update_quotas)
+    r.add_delete(f"{ROOT}/quotas/{{project_id}}", reset_quotas)
     for plural, handlers in RESOURCES.items():
         r.add_get(f"{ROOT}/{plural}", handlers["list"])
         r.add_post(f"{ROOT}/{plural}", handlers["create"])
@@ -91,6 +100,8 @@ EXTENSIONS = {
     "network-mtu": "Network MTU",
     "router": "Neutron L3 Router",
     "security-group": "security-group",
+    "quotas": "Quota management support",
+    "quota_details": "Quota details extension",
     "ext-gw-mode": "Neutron L3 Configurable external gateway mode",
     "pagination": "Pagination support",
     "sorting": "Sorting support",
@@ -518,6 +529,59 @@ async def update_port(request: web.Request) -> web.Response:
 async def delete_port(request: web.Request) -> web.Response:
     ctx = authenticated(request)
     await request.app[BUS].call(QUEUE, DeletePort(port_id=request.match_info["id"]), ctx)
+    return web.Response(status=204)
+
+
+# --- quotas ------------------------------------------------------------------------------------
+
+
+async def _quotas(request: web.Request) -> NetworkQuotas:
+    ctx = authenticated(request)
+    found: NetworkQuotas = await request.app[BUS].call(
+        QUEUE, GetNetworkQuotas(project_id=request.match_info["project_id"]), ctx
+    )
+    return found
+
+
+async def show_quotas(request: web.Request) -> web.Response:
+    return json_response({"quota": (await _quotas(request)).limits})
+
+
+async def show_quota_details(request: web.Request) -> web.Response:
+    found = await _quotas(request)
+    detail = {k: {"limit": v, "used": found.used.get(k, 0), "reserved": 0} for k, v in found.limits.items()}
+    return json_response({"quota": detail})
+
+
+async def show_quota_defaults(request: web.Request) -> web.Response:
+    authenticated(request)
+    return json_response({"quota": NETWORK_QUOTA_DEFAULTS})
+
+
+async def update_quotas(request: web.Request) -> web.Response:
+    ctx = authenticated(request)
+    body = await read_json(request, dict[str, Any])
+    raw = body.get("quota")
+    if not isinstance(raw, dict):
+        raise Invalid("quota", "the body is {'quota': {...}}")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in ("project_id", "tenant_id", "force", "check_limit"):
+            continue
+        if type(value) is not int or value < -1:
+            raise Invalid(f"quota.{key[:64]}", "a whole number, -1 for unlimited")
+        values[key] = value
+    msg = decode(
+        SetNetworkQuotas, {"project_id": request.match_info["project_id"], "limits": values}, path=""
+    )
+    found: NetworkQuotas = await request.app[BUS].call(QUEUE, msg, ctx)
+    return json_response({"quota": found.limits})
+
+
+async def reset_quotas(request: web.Request) -> web.Response:
+    ctx = authenticated(request)
+    msg = SetNetworkQuotas(project_id=request.match_info["project_id"], limits={}, reset=True)
+    await request.app[BUS].call(QUEUE, msg, ctx)
     return web.Response(status=204)
 
 

@@ -328,3 +328,25 @@ async def test_security_groups_default_rules_and_ports(neutron: Neutron) -> None
     assert status == 200 and body["port"]["security_groups"] == []
     assert (await neutron.call("DELETE", f"/security-group-rules/{made['id']}"))[0] == 204
     assert (await neutron.call("DELETE", f"/security-groups/{web['id']}"))[0] == 204
+
+
+async def test_network_quotas(cloud: Cloud, neutron: Neutron, admin: Client, member: Member) -> None:  # noqa: F811
+    path = f"/quotas/{member.project_id}"
+    assert (await neutron.call("PUT", path, {"quota": {"network": -2}}))[0] == 400
+    assert (await neutron.call("PUT", path, {"quota": {"bogus": 1}}))[0] == 400
+    status, body = await neutron.call("PUT", path, {"quota": {"network": 1, "port": 1}})
+    assert status == 200 and (body["quota"]["network"], body["quota"]["port"]) == (1, 1)
+    user = await login(cloud, admin, member)
+    assert (await user.call("PUT", path, {"quota": {"network": 5}}))[0] == 403
+    net = await user.make("network", name="only")
+    status, body = await user.call("POST", "/networks", {"network": {"name": "second"}})
+    assert status == 413 and "network" in body["NeutronError"]["message"]
+    await user.make("subnet", network_id=net["id"], cidr="10.96.0.0/24")  # its DHCP port does not count
+    await user.make("port", network_id=net["id"])
+    assert (await user.call("POST", "/ports", {"port": {"network_id": net["id"]}}))[0] == 413
+    status, details = await user.call("GET", f"{path}/details")
+    assert details["quota"]["network"] == {"limit": 1, "used": 1, "reserved": 0}
+    assert details["quota"]["port"]["used"] == 1
+    assert (await neutron.call("DELETE", path))[0] == 204
+    status, body = await neutron.call("GET", path)
+    assert body["quota"]["network"] == 100
