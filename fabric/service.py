@@ -21,6 +21,14 @@ def require_admin(ctx: Context, action: str) -> None:
         raise Forbidden(action)
 
 
+def service_context(request_id: str | None = None, *, timeout_s: float = 60.0) -> Context:
+    """The context of a service acting on its own behalf (a saga step, a reaper), as Nova uses
+    its service user with Neutron: admin on the bus, which only services reach."""
+    return Context(
+        request_id=request_id or f"req-{uuid.uuid4()}", roles=("admin",), deadline=time.time() + timeout_s
+    )
+
+
 def require_member(ctx: Context, action: str) -> None:
     """Creating and changing things takes the member role (admin implies it); a reader only
     reads."""

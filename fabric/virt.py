@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from protocol.compute_agent import ImageFile as ImageFile  # re-exported: drivers take it
+from protocol.compute_agent import Nic as Nic
 
 
 class PowerState(StrEnum):
@@ -42,6 +43,7 @@ class GuestSpec:
     kernel: ImageFile | None = None
     ramdisk: ImageFile | None = None
     cmdline: str | None = None
+    nics: tuple[Nic, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -165,6 +165,14 @@ class ServerFault:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ServerAddress:
+    addr: str
+    mac: str
+    #: "fixed" (a port's own address) or "floating".
+    type: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServerView:
     id: str
     name: str
@@ -192,6 +200,8 @@ class ServerView:
     updated_at: float
     launched_at: float | None
     fault: ServerFault | None
+    #: By network name, as Nova shows them.
+    addresses: dict[str, tuple[ServerAddress, ...]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,6 +225,17 @@ class CreateServer:
     metadata: Metadata = field(default_factory=dict)
     #: The server group to join (its policy constrains placement).
     group_id: Annotated[str, MinLen(1), MaxLen(64)] | None = None
+    #: NICs: a port made on a network (with an address asked for, or any), or an existing port.
+    networks: Annotated[tuple["NetworkRequest", ...], MaxLen(16)] = ()
+    #: Nova's `networks: "auto"`: the project's one usable network, if it has exactly one.
+    auto_network: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NetworkRequest:
+    network_id: Annotated[str, MinLen(1), MaxLen(64)] | None = None
+    port_id: Annotated[str, MinLen(1), MaxLen(64)] | None = None
+    fixed_ip: Annotated[str, MinLen(7), MaxLen(15)] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -402,8 +423,10 @@ class DeleteServerGroup:
 
 MESSAGES = (
     ServerFault,
+    ServerAddress,
     ServerView,
     ServerList,
+    NetworkRequest,
     CreateServer,
     GetServer,
     ListServers,

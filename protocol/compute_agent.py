@@ -35,6 +35,16 @@ class ImageFile:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Nic:
+    """A guest's NIC: the tap `tap<port id[:11]>` on the network's bridge `brq<network id[:11]>`."""
+
+    port_id: Annotated[str, MinLen(1), MaxLen(64)]
+    network_id: Annotated[str, MinLen(1), MaxLen(64)]
+    mac: Annotated[str, MinLen(17), MaxLen(17)]
+    mtu: Annotated[int, Range(68, 9000)] = 1500
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SpawnGuest:
     """Create and start the guest. Answered by GuestSpawned or GuestSpawnFailed."""
 
@@ -48,6 +58,7 @@ class SpawnGuest:
     kernel: ImageFile | None = None
     ramdisk: ImageFile | None = None
     cmdline: Annotated[str, MaxLen(4096)] | None = None
+    nics: Annotated[tuple[Nic, ...], MaxLen(16)] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,6 +153,7 @@ class ExpectedGuests:
 
 MESSAGES = (
     ImageFile,
+    Nic,
     SpawnGuest,
     SetGuestPower,
     DestroyGuest,

@@ -297,8 +297,6 @@ class DeletePort:
     port_id: Id
 
 
-
-
 # --- quotas ------------------------------------------------------------------------------------
 
 #: Every network quota and its default (Neutron's); -1 means unlimited.

@@ -12,13 +12,13 @@ import orjson
 
 from actors.compute import boot
 from fabric.store import Connection
-from protocol.compute import FlavorView, ServerFault, ServerView
+from protocol.compute import FlavorView, ServerAddress, ServerFault, ServerView
 from protocol.scheduler import Placed
 
 COLUMNS = """id, name, description, project_id, user_id, vm_state, task_state, power_state, host, agent_queue,
     availability_zone, flavor, vcpus, ram_mb, disk_gb, image_id, spawn, key_name, metadata, group_id,
-    tried_hosts, fault, extract(epoch FROM created_at) AS created, extract(epoch FROM updated_at) AS updated,
-    extract(epoch FROM launched_at) AS launched"""
+    tried_hosts, fault, ports, addresses, extract(epoch FROM created_at) AS created,
+    extract(epoch FROM updated_at) AS updated, extract(epoch FROM launched_at) AS launched"""
 
 
 def view(r: asyncpg.Record) -> ServerView:
@@ -47,6 +47,10 @@ def view(r: asyncpg.Record) -> ServerView:
         updated_at=float(r["updated"]),
         launched_at=float(r["launched"]) if r["launched"] is not None else None,
         fault=ServerFault(**fault) if fault else None,
+        addresses={
+            name: tuple(ServerAddress(**a) for a in entries)
+            for name, entries in orjson.loads(r["addresses"]).items()
+        },
     )
 
 
@@ -55,15 +59,16 @@ async def insert(tx: Connection, values: dict[str, Any]) -> bool:
     done: str = await tx.execute(
         """INSERT INTO compute.servers (id, name, project_id, user_id, vm_state, task_state,
                 availability_zone, flavor, vcpus, ram_mb, disk_gb, image_id, spawn, key_name,
-                metadata, group_id, description)
+                metadata, group_id, description, ports, addresses)
             VALUES ($1, $2, $3, $4, 'building', 'scheduling', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-                    $15)
+                    $15, $16, $17)
             ON CONFLICT (id) DO NOTHING""",
         values["id"], values["name"], values["project_id"], values["user_id"],
         values["availability_zone"], orjson.dumps(values["flavor"]).decode(), values["vcpus"],
         values["ram_mb"], values["disk_gb"], values["image_id"], orjson.dumps(values["spawn"]).decode(),
         values["key_name"], orjson.dumps(values["metadata"]).decode(), values["group_id"],
-        values["description"],
+        values["description"], orjson.dumps(values["ports"]).decode(),
+        orjson.dumps(values["addresses"]).decode(),
     )  # fmt: skip
     return done.endswith(" 1")
 

@@ -11,17 +11,16 @@ import asyncio
 import dataclasses
 import logging
 import time
-import uuid
 from collections.abc import Awaitable
 from typing import Any
 
 import asyncpg
 import orjson
 
-from actors.compute import boot, quota_sql, server_sql
+from actors.compute import boot, nics, quota_sql, server_sql
 from actors.compute import sql as flavor_sql
 from fabric.actor import handles
-from fabric.service import ServiceActor, require_admin, require_member
+from fabric.service import ServiceActor, require_admin, require_member, service_context
 from protocol import compute_agent as agent
 from protocol.compute import (
     CreateServer,
@@ -74,10 +73,6 @@ def _image_file(image: ImageView, field: str) -> dict[str, Any]:
 
 def _fault(message: str, *, code: int = 500, details: str = "") -> ServerFault:
     return ServerFault(code=code, message=message, details=details, created=time.time())
-
-
-def _system_context() -> Context:
-    return Context(request_id=f"req-{uuid.uuid4()}", deadline=time.time() + 60)
 
 
 class Servers(ServiceActor):
@@ -146,6 +141,9 @@ class Servers(ServiceActor):
             raise Invalid("flavorRef", f"flavor {flavor.id}'s disk is too small for image {image.id}")
         if flavor.ram < image.min_ram or (flavor.disk and flavor.disk < image.min_disk):
             raise Invalid("flavorRef", f"flavor {flavor.id} is smaller than image {image.id} requires")
+        zone = (msg.availability_zone or "nova").split(":")[0] or "nova"
+        requests = await nics.auto_network(self.bus, ctx) if msg.auto_network else list(msg.networks)
+        ports = await nics.make_ports(self.bus, msg.server_id, requests, zone, ctx)
         values = {
             "id": msg.server_id,
             "name": msg.name,
@@ -162,12 +160,18 @@ class Servers(ServiceActor):
             "key_name": msg.key_name,
             "metadata": msg.metadata,
             "group_id": msg.group_id,
+            "ports": ports,
+            "addresses": nics.addresses(ports),
         }
-        async with self.store.transaction() as tx:
-            created = await server_sql.insert(tx, values)
-            if created:
-                await quota_sql.take_server(tx, ctx.project_id or "", flavor.vcpus, flavor.ram)
-            row = await server_sql.get(tx, msg.server_id)
+        try:
+            async with self.store.transaction() as tx:
+                created = await server_sql.insert(tx, values)
+                if created:
+                    await quota_sql.take_server(tx, ctx.project_id or "", flavor.vcpus, flavor.ram)
+                row = await server_sql.get(tx, msg.server_id)
+        except BaseException:
+            await nics.release_ports(self.bus, ports, service_context(ctx.request_id))
+            raise
         assert row is not None
         if created:  # after commit: never announce a row that could still roll back
             await self.bus.cast(self.queue, ScheduleServer(server_id=msg.server_id), ctx)
@@ -226,6 +230,8 @@ class Servers(ServiceActor):
 
     async def _send_spawn(self, row: asyncpg.Record, ctx: Context) -> None:
         spawn = orjson.loads(row["spawn"])
+        ports = orjson.loads(row["ports"])
+        await nics.bind_ports(self.bus, ports, row["host"], ctx.request_id)
         msg = agent.SpawnGuest(
             host=row["host"],
             server_id=row["id"],
@@ -237,6 +243,7 @@ class Servers(ServiceActor):
             kernel=agent.ImageFile(**spawn["kernel"]) if spawn["kernel"] else None,
             ramdisk=agent.ImageFile(**spawn["ramdisk"]) if spawn["ramdisk"] else None,
             cmdline=spawn["cmdline"],
+            nics=nics.nics(ports),
         )
         await self.bus.cast(row["agent_queue"], msg, ctx)
 
@@ -378,6 +385,10 @@ class Servers(ServiceActor):
         # Release first: a crash after it leaves a row in `deleting` that the reaper finishes;
         # the other order could leave an allocation nobody knows about.
         await self._release(server_id, host, ctx)
+        async with self.store.connection() as conn:
+            row = await server_sql.get(conn, server_id)
+        if row is not None:
+            await nics.release_ports(self.bus, orjson.loads(row["ports"]), service_context(ctx.request_id))
         async with self.store.transaction() as tx:
             gone = await server_sql.remove(tx, server_id)
             if gone is not None:
@@ -429,7 +440,7 @@ class Servers(ServiceActor):
         async with self.store.transaction() as tx:
             rows = await server_sql.stale(tx, self.settings.saga_step_timeout_s, REAP_BATCH)
         for row in rows:
-            await self._redrive(row, _system_context())
+            await self._redrive(row, service_context())
         return len(rows)
 
     async def _redrive(self, row: asyncpg.Record, ctx: Context) -> None:

@@ -157,6 +157,7 @@ class ComputeAgent(Actor):
             kernel=msg.kernel,
             ramdisk=msg.ramdisk,
             cmdline=msg.cmdline,
+            nics=msg.nics,
         )
         try:
             await host.driver.spawn(spec)

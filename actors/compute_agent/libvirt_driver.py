@@ -154,6 +154,12 @@ class LibvirtDriver:
     async def spawn(self, spec: GuestSpec) -> None:
         if not _SAFE_ID.fullmatch(spec.server_id):
             raise SpawnFailed(f"server id {spec.server_id!r} cannot name a domain")
+        if spec.nics:
+            # The network agent that makes the bridges these taps join is not wired in yet: a
+            # guest with NICs would boot unplugged, so it is refused instead.
+            raise SpawnFailed(
+                "NICs on libvirt hosts need the network agent, which this host does not run yet"
+            )
         try:
             if await asyncio.to_thread(self._start_existing, spec.server_id):
                 return

@@ -26,6 +26,7 @@ from protocol.compute import (
     GetServer,
     GetServerConsole,
     ListServers,
+    NetworkRequest,
     PowerAction,
     ServerView,
     SetServerPower,
@@ -80,7 +81,13 @@ def server_body(
         },
         "created": iso(s.created_at),
         "updated": iso(s.updated_at),
-        "addresses": {},
+        "addresses": {
+            name: [
+                {"addr": a.addr, "version": 4, "OS-EXT-IPS:type": a.type, "OS-EXT-IPS-MAC:mac_addr": a.mac}
+                for a in entries
+            ]
+            for name, entries in s.addresses.items()
+        },
         "accessIPv4": "",
         "accessIPv6": "",
         "links": links,
@@ -179,19 +186,32 @@ def _image_id(fields: ServerFields) -> str:
     return fields.imageRef.rstrip("/").rsplit("/", 1)[-1]  # Nova takes an image URL too
 
 
-def _check_networks(networks: Any, version: Version) -> None:
-    """From 2.37 `networks` is required: "none", "auto" or a list. There is no network service
-    yet, so "auto" (attach what is available) attaches nothing, and a list cannot be met."""
+def _networks(networks: Any, version: Version) -> tuple[tuple[NetworkRequest, ...], bool]:
+    """The NICs asked for, and whether `auto` was. From 2.37 `networks` is required: "none",
+    "auto" or a list. Before it a missing `networks` means no NIC (Nova would take the one
+    network available; here a server gets a NIC only when asked, which keeps boots predictable
+    in projects with several networks)."""
     if version >= (2, 37):
         if networks is None:
             raise Invalid("server.networks", "required from microversion 2.37: none, auto or a list")
         if networks in ("none", "auto"):
-            return
-    elif networks is None or networks == []:
-        return
+            return (), networks == "auto"
+    elif networks is None:
+        return (), False
     elif isinstance(networks, str):
         raise Invalid("server.networks", f"{networks[:20]!r} needs microversion 2.37 or later")
-    raise Invalid("server.networks", "networks are not available yet: boot with no network (--nic none)")
+    if not isinstance(networks, list):
+        raise Invalid("server.networks", "a list of {uuid, port, fixed_ip}")
+    requests = []
+    for i, raw in enumerate(networks):
+        if not isinstance(raw, dict):
+            raise Invalid(f"server.networks[{i}]", "an object with uuid, port or fixed_ip")
+        fields = {"network_id": raw.get("uuid"), "port_id": raw.get("port"), "fixed_ip": raw.get("fixed_ip")}
+        request = decode(NetworkRequest, fields, path=f"server.networks[{i}]")
+        if request.network_id is None and request.port_id is None:
+            raise Invalid(f"server.networks[{i}]", "give uuid (a network) or port")
+        requests.append(request)
+    return tuple(requests), False
 
 
 async def create_server(request: web.Request) -> web.Response:
@@ -201,7 +221,7 @@ async def create_server(request: web.Request) -> web.Response:
     version = version_of(request)
     if fields.description is not None and version < (2, 19):
         raise Invalid("server.description", "needs microversion 2.19 or later")
-    _check_networks(fields.networks, version)
+    networks, auto = _networks(fields.networks, version)
     count = fields.max_count or fields.min_count
     if count < fields.min_count:
         raise Invalid("server.max_count", "must not be less than min_count")
@@ -217,6 +237,8 @@ async def create_server(request: web.Request) -> web.Response:
             server_id=str(uuid.uuid4()),
             name=fields.name if count == 1 else f"{fields.name}-{i + 1}",
             description=fields.description,
+            networks=networks,
+            auto_network=auto,
             image_id=image_id,
             flavor_id=flavor_id,
             key_name=fields.key_name,

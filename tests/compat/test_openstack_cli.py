@@ -354,3 +354,36 @@ async def test_security_group_commands(cli: Cli) -> None:
     assert name in [g["Name"] for g in await cli.json("security", "group", "list")]
     await cli.run("security", "group", "rule", "delete", rule["id"])
     await cli.run("security", "group", "delete", name)
+
+
+async def test_server_on_a_network_with_a_floating_ip(cli: Cli, tmp_path: Path) -> None:
+    s = uuid.uuid4().hex[:6]
+    await cli.json("network", "create", "--external", f"compat-fip-ext-{s}")
+    ext = ["--network", f"compat-fip-ext-{s}", "--subnet-range", "198.51.100.0/24", "--no-dhcp"]
+    await cli.json("subnet", "create", *ext, f"compat-fip-ext-sub-{s}")
+    await cli.json("network", "create", f"compat-fip-lan-{s}")
+    lan = ["--network", f"compat-fip-lan-{s}", "--subnet-range", "10.92.0.0/24"]
+    await cli.json("subnet", "create", *lan, f"compat-fip-lan-sub-{s}")
+    await cli.json("router", "create", f"compat-fip-router-{s}")
+    await cli.run("router", "add", "subnet", f"compat-fip-router-{s}", f"compat-fip-lan-sub-{s}")
+    await cli.run("router", "set", "--external-gateway", f"compat-fip-ext-{s}", f"compat-fip-router-{s}")
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(b"\0" * 4096)
+    image = ["--file", str(disk), "--disk-format", "raw", "--container-format", "bare"]
+    await cli.json("image", "create", *image, f"compat-fip-img-{s}")
+    server = await cli.json(
+        "server", "create", "--image", f"compat-fip-img-{s}", "--flavor", "m1.tiny",
+        "--network", f"compat-fip-lan-{s}", "--wait", f"compat-fip-vm-{s}",
+    )  # fmt: skip
+    assert server["status"] == "ACTIVE" and "10.92.0." in json.dumps(server["addresses"])
+    fip = await cli.json("floating", "ip", "create", f"compat-fip-ext-{s}")
+    await cli.run("server", "add", "floating", "ip", f"compat-fip-vm-{s}", fip["floating_ip_address"])
+    shown = await cli.json("floating", "ip", "show", fip["floating_ip_address"])
+    assert shown["fixed_ip_address"].startswith("10.92.0.") and shown["port_id"]
+    await cli.run("server", "remove", "floating", "ip", f"compat-fip-vm-{s}", fip["floating_ip_address"])
+    assert (await cli.json("floating", "ip", "show", fip["floating_ip_address"]))["port_id"] is None
+    await cli.run("server", "delete", "--wait", f"compat-fip-vm-{s}")
+    await cli.run("floating", "ip", "delete", fip["floating_ip_address"])
+    await cli.run("router", "remove", "subnet", f"compat-fip-router-{s}", f"compat-fip-lan-sub-{s}")
+    await cli.run("router", "delete", f"compat-fip-router-{s}")
+    await cli.run("network", "delete", f"compat-fip-lan-{s}", f"compat-fip-ext-{s}")

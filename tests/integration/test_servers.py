@@ -231,8 +231,15 @@ async def test_a_reader_cannot_create(cloud: Cloud, api: Api, admin: Client, mem
         ),
         ({"server": {"name": "a", "imageRef": "x", "flavorRef": "1", "networks": "none"}}, "server.networks"),
         (
-            {"server": {"name": "a", "imageRef": "x", "flavorRef": "1", "networks": [{"uuid": "n"}]}},
-            "server.networks",
+            {
+                "server": {
+                    "name": "a",
+                    "imageRef": "x",
+                    "flavorRef": "1",
+                    "networks": [{"fixed_ip": "10.0.0.1"}],
+                }
+            },
+            "server.networks[0]",
         ),
         ({"server": {"name": "a", "imageRef": "no-such-image", "flavorRef": "1"}}, "flavorRef"),
     ],
@@ -382,3 +389,55 @@ async def test_server_lists_page_with_their_filters_kept(api: Api) -> None:
         await api.nova("DELETE", f"/servers/{server_id}")
     for server_id in ids:
         await api.wait(server_id, "DELETED")
+
+
+async def test_servers_get_ports_on_their_networks(api: Api) -> None:
+    neutron = f"{api.url}/network/v2.0"
+
+    async def net_call(method: str, path: str, json: Any = None) -> tuple[int, Any]:
+        status, body, _ = await api_call(method, f"{neutron}{path}", api.token, json=json)
+        return status, body
+
+    status, net = await net_call("POST", "/networks", {"network": {"name": f"vmnet-{uuid.uuid4().hex[:6]}"}})
+    network = net["network"]
+    subnet = {"subnet": {"network_id": network["id"], "cidr": "10.99.0.0/29"}}
+    assert (await net_call("POST", "/subnets", subnet))[0] == 201
+    image, flavor = await api.image(), await api.flavor()
+    created = await api.boot(
+        image["id"], flavor["id"], networks=[{"uuid": network["id"], "fixed_ip": "10.99.0.5"}]
+    )
+    server = await api.wait(created["id"], "ACTIVE")
+    assert server["addresses"] == {
+        network["name"]: [
+            {"addr": "10.99.0.5", "version": 4, "OS-EXT-IPS:type": "fixed",
+             "OS-EXT-IPS-MAC:mac_addr": server["addresses"][network["name"]][0]["OS-EXT-IPS-MAC:mac_addr"]}
+        ]
+    }  # fmt: skip
+    status, ports = await net_call("GET", f"/ports?device_id={server['id']}")
+    (port,) = ports["ports"]
+    assert (
+        port["device_owner"] == "compute:nova" and port["binding:host_id"] == server["OS-EXT-SRV-ATTR:host"]
+    )
+    # A port brought by the user is attached, and only released when the server goes.
+    status, own = await net_call("POST", "/ports", {"port": {"network_id": network["id"], "name": "mine"}})
+    with_port = await api.boot(image["id"], flavor["id"], networks=[{"port": own["port"]["id"]}])
+    await api.wait(with_port["id"], "ACTIVE")
+    body = {"server": {"name": "x", "imageRef": image["id"], "flavorRef": flavor["id"],
+                       "networks": [{"uuid": str(uuid.uuid4())}]}}  # fmt: skip
+    status, answer = await api.nova("POST", "/servers", body)
+    assert status == 400 and "server.networks[0].uuid" in answer["badRequest"]["message"]
+    # An address taken refuses the server and leaves nothing behind.
+    body = {"server": {"name": "x", "imageRef": image["id"], "flavorRef": flavor["id"],
+                       "networks": [{"uuid": network["id"], "fixed_ip": "10.99.0.5"}]}}  # fmt: skip
+    status, answer = await api.nova("POST", "/servers", body)
+    assert status == 409 and "already allocated" in answer["conflictingRequest"]["message"]
+    status, everything = await net_call("GET", f"/ports?network_id={network['id']}")
+    assert len(everything["ports"]) == 3  # DHCP, the first server's, the user's
+    for server_id in (server["id"], with_port["id"]):
+        await api.nova("DELETE", f"/servers/{server_id}")
+        await api.wait(server_id, "DELETED")
+    status, mine = await net_call("GET", f"/ports/{own['port']['id']}")
+    assert status == 200 and mine["port"]["device_id"] == "" and mine["port"]["binding:host_id"] == ""
+    assert (await net_call("GET", f"/ports/{port['id']}"))[0] == 404
+    await net_call("DELETE", f"/ports/{own['port']['id']}")
+    assert (await net_call("DELETE", f"/networks/{network['id']}"))[0] == 204
