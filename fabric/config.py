@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_type_hints
 
-from protocol.codec import MinLen, Pattern, Range, decode
+from protocol.codec import MaxLen, MinLen, Pattern, Range, decode
 from protocol.errors import Invalid
 
 DEFAULT_FILE = Path("/etc/fabric/fabric.toml")
@@ -88,6 +88,10 @@ class Settings:
     fake_spawn_latency_s: Annotated[float, Range(0.0, 3600.0)] = 0.0
     fake_failure_rate: Annotated[float, Range(0.0, 1.0)] = 0.0
     fake_seed: int = 0
+    #: The network namespace that plays the outside world for external networks.
+    outside_namespace: Annotated[str, MinLen(1), MaxLen(64)] = "fabric-outside"
+    #: Where a network agent keeps dnsmasq's files; empty: `state_dir/network`.
+    network_dir: str = ""
     #: Where `fabric up` finds the built test guest to register; empty: this checkout's
     #: `.cache/test-guest` (scripts/build-test-guest.sh).
     test_guest_dir: str = ""

@@ -251,6 +251,8 @@ class CreatePort:
     device_id: Annotated[str, MaxLen(255)] = ""
     device_owner: Annotated[str, MaxLen(255)] = ""
     binding_host_id: Annotated[str, MaxLen(255)] = ""
+    #: The hostname DHCP gives the guest on this port (Neutron's dns_name).
+    dns_name: Annotated[str, MaxLen(63)] = ""
     admin_state_up: bool = True
     port_security_enabled: bool | None = None
     #: The port's security groups (of its project); None: the project's `default` group.

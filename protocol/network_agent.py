@@ -140,7 +140,34 @@ class HostNetworking:
     ports: tuple[PortPlumbing, ...]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetHostNetworking:
+    """Call to the network service from a host's agent. Reply: HostNetworking."""
+
+    host: Annotated[str, MinLen(1), MaxLen(255)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NetworkingChanged:
+    """Event from the network service after any change: agents fetch their state again."""
+
+    generation: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NetworkAgentReport:
+    """Event from a network agent, periodically: the host's networking is served. The scheduler
+    places servers with NICs only on hosts whose report is fresh."""
+
+    host: Annotated[str, MinLen(1), MaxLen(255)]
+    generation: int
+    sent_at: float
+
+
 MESSAGES = (
+    GetHostNetworking,
+    NetworkingChanged,
+    NetworkAgentReport,
     Lease,
     SubnetPlumbing,
     NetworkPlumbing,

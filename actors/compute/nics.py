@@ -65,7 +65,7 @@ def _port_record(port: PortView, network: NetworkView, *, made: bool) -> Port:
 
 
 async def make_ports(
-    bus: Bus, server_id: str, requests: list[NetworkRequest], zone: str, ctx: Context
+    bus: Bus, server_id: str, hostname: str, requests: list[NetworkRequest], zone: str, ctx: Context
 ) -> list[Port]:
     ports: list[Port] = []
     try:
@@ -92,6 +92,7 @@ async def make_ports(
                 fixed_ips=(FixedIpRequest(ip_address=req.fixed_ip),) if req.fixed_ip else None,
                 device_id=server_id,
                 device_owner=f"compute:{zone}",
+                dns_name=hostname,
             )
             port = await bus.call(NETWORK, make, ctx)
             ports.append(_port_record(port, network, made=True))

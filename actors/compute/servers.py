@@ -143,7 +143,7 @@ class Servers(ServiceActor):
             raise Invalid("flavorRef", f"flavor {flavor.id} is smaller than image {image.id} requires")
         zone = (msg.availability_zone or "nova").split(":")[0] or "nova"
         requests = await nics.auto_network(self.bus, ctx) if msg.auto_network else list(msg.networks)
-        ports = await nics.make_ports(self.bus, msg.server_id, requests, zone, ctx)
+        ports = await nics.make_ports(self.bus, msg.server_id, hostname_of(msg.name), requests, zone, ctx)
         values = {
             "id": msg.server_id,
             "name": msg.name,

@@ -10,11 +10,12 @@ takes the first free address of each subnet with DHCP.
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import orjson
 
-from actors.network import ipam, quotas, sql
+from actors.network import ipam, plumbing, quotas, sql
 from actors.network.floating_ips import FloatingIps
 from actors.network.ports import DHCP_OWNER
 from fabric.actor import handles
@@ -25,8 +26,10 @@ from protocol.errors import Conflict, Invalid, NotFound
 from protocol.network import (
     QUEUE,
     CreateNetwork,
+    CreatePort,
     CreateSubnet,
     DeleteNetwork,
+    DeletePort,
     DeleteSubnet,
     FixedIpRequest,
     GetNetwork,
@@ -38,11 +41,33 @@ from protocol.network import (
     SubnetList,
     SubnetView,
     UpdateNetwork,
+    UpdatePort,
     UpdateSubnet,
 )
+from protocol.network_agent import GetHostNetworking, HostNetworking, NetworkingChanged
+from protocol.network_l3 import (
+    AddRouterInterface,
+    AssociateFloatingIp,
+    CreateFloatingIp,
+    CreateRouter,
+    DeleteFloatingIp,
+    DeleteRouter,
+    RemoveRouterInterface,
+    UpdateRouter,
+)
+from protocol.security_groups import CreateSecurityGroupRule, DeleteSecurityGroup, DeleteSecurityGroupRule
 from protocol.system import Done
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+#: What changes what agents plumb: after each, agents are told to fetch their state again.
+PLUMBING_CHANGES: frozenset[type] = frozenset({
+    UpdateNetwork, DeleteNetwork, CreateSubnet, UpdateSubnet, DeleteSubnet, CreatePort, UpdatePort,
+    DeletePort, CreateRouter, UpdateRouter, DeleteRouter, AddRouterInterface, RemoveRouterInterface,
+    CreateFloatingIp, AssociateFloatingIp, DeleteFloatingIp, DeleteSecurityGroup, CreateSecurityGroupRule,
+    DeleteSecurityGroupRule,
+})  # fmt: skip
 
 
 class Network(FloatingIps):
@@ -50,6 +75,20 @@ class Network(FloatingIps):
 
     async def setup(self) -> None:
         await self.register_endpoint("network", "neutron", "/network")
+
+    async def dispatch(self, message: Any, ctx: Context) -> object | None:
+        result = await super().dispatch(message, ctx)
+        if type(message) in PLUMBING_CHANGES:
+            async with self.store.connection() as conn:
+                generation = await conn.fetchval("SELECT nextval('network.generation')")
+            await self.bus.publish(NetworkingChanged(generation=generation), ctx)
+        return result
+
+    @handles(GetHostNetworking)
+    async def get_host_networking(self, msg: GetHostNetworking, ctx: Context) -> HostNetworking:
+        require_admin(ctx, "get_host_networking")  # agents, on the service's behalf
+        async with self.store.transaction() as tx:  # one snapshot of every table
+            return await plumbing.host_networking(tx, msg.host, self.settings.outside_namespace)
 
     # --- networks ------------------------------------------------------------------------------
 

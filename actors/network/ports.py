@@ -128,8 +128,10 @@ class Ports(SecurityGroups):
         admin_state_up: bool = True,
         port_security_enabled: bool | None = None,
         outside_pools: bool = False,
+        dns_name: str = "",
     ) -> None:
         values = {
+            "dns_name": dns_name,
             "id": port_id,
             "network_id": network.id,
             "name": name,
@@ -186,6 +188,7 @@ class Ports(SecurityGroups):
                 device_id=msg.device_id,
                 device_owner=msg.device_owner,
                 binding_host_id=msg.binding_host_id,
+                dns_name=msg.dns_name,
                 admin_state_up=msg.admin_state_up,
                 port_security_enabled=msg.port_security_enabled,
             )

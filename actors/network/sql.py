@@ -188,12 +188,12 @@ async def insert_port(tx: Connection, v: dict[str, Any]) -> bool:
     """False when the MAC is taken on the network."""
     done: str = await tx.execute(
         """INSERT INTO network.ports (id, network_id, name, description, project_id, mac_address, device_id,
-                device_owner, binding_host_id, admin_state_up, port_security_enabled)
-            VALUES ($1, $2, $3, $4, $5, $6::macaddr, $7, $8, $9, $10, $11)
+                device_owner, binding_host_id, admin_state_up, port_security_enabled, dns_name)
+            VALUES ($1, $2, $3, $4, $5, $6::macaddr, $7, $8, $9, $10, $11, $12)
             ON CONFLICT (network_id, mac_address) DO NOTHING""",
         v["id"], v["network_id"], v["name"], v["description"], v["project_id"], v["mac_address"],
         v["device_id"], v["device_owner"], v["binding_host_id"], v["admin_state_up"],
-        v["port_security_enabled"],
+        v["port_security_enabled"], v.get("dns_name", ""),
     )  # fmt: skip
     return done.endswith(" 1")
 

@@ -10,6 +10,8 @@ import pytest
 
 from fabric.client import Client
 from fabric.compose import Cloud
+from fabric.service import service_context
+from protocol.network_agent import GetHostNetworking
 from tests.integration.test_identity import Member, member  # noqa: F401 - the fixture
 from tests.support import api_call
 
@@ -441,3 +443,68 @@ async def test_servers_get_ports_on_their_networks(api: Api) -> None:
     assert (await net_call("GET", f"/ports/{port['id']}"))[0] == 404
     await net_call("DELETE", f"/ports/{own['port']['id']}")
     assert (await net_call("DELETE", f"/networks/{network['id']}"))[0] == 204
+
+
+async def test_a_hosts_networking_follows_its_servers(cloud: Cloud, api: Api) -> None:
+    async def net(method: str, path: str, json: Any = None) -> dict[str, Any]:
+        status, body, _ = await api_call(method, f"{api.url}/network/v2.0{path}", api.token, json=json)
+        assert status in (200, 201, 204), body
+        return dict(body) if isinstance(body, dict) else {}
+
+    suffix = uuid.uuid4().hex[:6]
+    ext = (await net("POST", "/networks", {"network": {"name": f"ext-{suffix}", "router:external": True}}))[
+        "network"
+    ]
+    ext_sub = {"network_id": ext["id"], "cidr": "203.0.113.0/24", "enable_dhcp": False}
+    await net("POST", "/subnets", {"subnet": ext_sub})
+    lan = (await net("POST", "/networks", {"network": {"name": f"lan-{suffix}"}}))["network"]
+    sub = (await net("POST", "/subnets", {"subnet": {"network_id": lan["id"], "cidr": "10.98.0.0/24"}}))[
+        "subnet"
+    ]
+    router = (await net("POST", "/routers", {"router": {"name": f"r-{suffix}"}}))["router"]
+    await net("PUT", f"/routers/{router['id']}/add_router_interface", {"subnet_id": sub["id"]})
+    await net(
+        "PUT", f"/routers/{router['id']}", {"router": {"external_gateway_info": {"network_id": ext["id"]}}}
+    )
+    image, flavor = await api.image(), await api.flavor()
+    created = await api.boot(
+        image["id"], flavor["id"], name="Web Server 1", availability_zone="nova:fake-00003",
+        networks=[{"uuid": lan["id"]}],
+    )  # fmt: skip
+    server = await api.wait(created["id"], "ACTIVE")
+    fixed = server["addresses"][lan["name"]][0]["addr"]
+    port = (await net("GET", f"/ports?device_id={server['id']}"))["ports"][0]
+    fip = await net(
+        "POST", "/floatingips", {"floatingip": {"floating_network_id": ext["id"], "port_id": port["id"]}}
+    )
+
+    assert cloud.bus is not None
+    state = await cloud.bus.call("network", GetHostNetworking(host="fake-00003"), service_context())
+    assert state.outside_namespace == "fabric-outside" and state.generation > 0
+    by_id = {n.network_id: n for n in state.networks}
+    assert set(by_id) >= {lan["id"], ext["id"]}
+    assert by_id[ext["id"]].external and not by_id[lan["id"]].external
+    (lan_subnet,) = by_id[lan["id"]].subnets
+    assert (lan_subnet.cidr, lan_subnet.gateway_ip, lan_subnet.enable_dhcp) == (
+        "10.98.0.0/24",
+        "10.98.0.1",
+        True,
+    )
+    assert lan_subnet.dhcp_ip == "10.98.0.2"
+    assert [(le.ip, le.hostname) for le in by_id[lan["id"]].leases] == [(fixed, "web-server-1")]
+    (plumbed_router,) = [r for r in state.routers if r.router_id == router["id"]]
+    assert [leg.address for leg in plumbed_router.interfaces] == ["10.98.0.1/24"]
+    assert plumbed_router.gateway is not None and plumbed_router.gateway.address.startswith("203.0.113.")
+    assert plumbed_router.gateway_next_hop == "203.0.113.1" and plumbed_router.snat
+    assert [(f.floating_ip, f.fixed_ip) for f in plumbed_router.floating_ips] == [
+        (fip["floatingip"]["floating_ip_address"], fixed)
+    ]
+    (plumbed_port,) = [p for p in state.ports if p.port_id == port["id"]]
+    assert plumbed_port.ips == (fixed,) and plumbed_port.port_security
+    ingress = [r for r in plumbed_port.rules if r.direction == "ingress"]
+    assert ingress and ingress[0].remote_ips == (fixed,)  # the default group: its own members
+    other_host = await cloud.bus.call("network", GetHostNetworking(host="fake-00001"), service_context())
+    assert all(p.port_id != port["id"] for p in other_host.ports)
+    await net("DELETE", f"/floatingips/{fip['floatingip']['id']}")
+    await api.nova("DELETE", f"/servers/{server['id']}")
+    await api.wait(server["id"], "DELETED")
