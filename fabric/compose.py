@@ -72,6 +72,7 @@ def fake_fleet(bus: Bus, settings: Settings, *, hosts: int, prefix: str) -> Comp
             name=f"{prefix}-{i:05d}",
             driver=_fake_driver(f"{prefix}-{i:05d}", shapes[(i - 1) % len(shapes)], settings),
             availability_zone=settings.availability_zone,
+            simulated_network=True,
         )
         for i in range(1, hosts + 1)
     ]
@@ -123,7 +124,14 @@ def this_host(bus: Bus, settings: Settings) -> ComputeAgent:
         )
     return ComputeAgent(
         bus,
-        [HostConfig(name=host, driver=driver, availability_zone=settings.availability_zone)],
+        [
+            HostConfig(
+                name=host,
+                driver=driver,
+                availability_zone=settings.availability_zone,
+                simulated_network=settings.compute_driver == "fake",
+            )
+        ],
         queue=host_queue(host),
         report_interval_s=settings.capacity_report_interval_s,
     )

@@ -63,6 +63,8 @@ class PlaceServer:
     exclude_hosts: Annotated[tuple[HostName, ...], MaxLen(64)] = ()
     #: Only this host (an admin's `zone:host`), still within its capacity.
     force_host: HostName | None = None
+    #: The server has NICs: only hosts whose network agent reports are candidates.
+    needs_network: bool = False
     #: A server group's rule and the hosts its other members are on.
     group_policy: Policy | None = None
     group_hosts: Annotated[tuple[HostName, ...], MaxLen(10000)] = ()

@@ -214,6 +214,7 @@ class Servers(ServiceActor):
             availability_zone=zone or None,
             exclude_hosts=tuple(row["tried_hosts"]),
             force_host=host,
+            needs_network=bool(orjson.loads(row["ports"])),
         )
         if row["group_id"] is None:
             placed: Placed = await self.bus.call(SCHEDULER, request, ctx, timeout_s=PLACE_TIMEOUT_S)

@@ -22,6 +22,7 @@ from protocol import compute_agent as wire
 from protocol.compute import QUEUE as COMPUTE
 from protocol.envelope import Context
 from protocol.errors import FabricError, Invalid, NotFound
+from protocol.network_agent import NetworkAgentReport
 from protocol.scheduler import CapacityReport
 
 log = logging.getLogger("fabric.compute_agent")
@@ -35,6 +36,9 @@ class HostConfig:
     name: str
     driver: VirtDriver
     availability_zone: str = "nova"
+    #: A simulated host's networking is simulated too: its agent answers for a network agent
+    #: (NetworkAgentReport) so that servers with NICs can be placed on it.
+    simulated_network: bool = False
 
 
 def _context() -> Context:
@@ -99,6 +103,9 @@ class ComputeAgent(Actor):
 
     async def report(self, host: HostConfig) -> None:
         await self.bus.publish(self._report(host), _context(), ttl_s=self.report_interval_s * 3)
+        if host.simulated_network:
+            event = NetworkAgentReport(host=host.name, generation=0, sent_at=time.time())
+            await self.bus.publish(event, _context(), ttl_s=self.report_interval_s * 3)
 
     async def _report_forever(self) -> None:
         while True:

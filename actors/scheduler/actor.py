@@ -26,6 +26,7 @@ from fabric.service import ServiceActor, require_admin
 from fabric.store import Store
 from protocol.envelope import Context
 from protocol.errors import NotFound, NoValidHost
+from protocol.network_agent import NetworkAgentReport
 from protocol.scheduler import (
     QUEUE,
     AvailabilityZones,
@@ -80,6 +81,13 @@ class Scheduler(ServiceActor):
             int(r.ram_mb * s.ram_allocation_ratio),
             int(r.disk_gb * s.disk_allocation_ratio),
         )
+
+    @subscribes(NetworkAgentReport)
+    async def on_network_agent(self, report: NetworkAgentReport, ctx: Context) -> None:
+        """Heard in memory only: a replica that starts learns the agents within one interval."""
+        host = self.fleet.hosts.get(report.host)
+        if host is not None:
+            host.network_seen_at = time.monotonic()
 
     @subscribes(CapacityReport)
     async def on_capacity(self, report: CapacityReport, ctx: Context) -> None:
@@ -180,6 +188,7 @@ class Scheduler(ServiceActor):
             group_policy=msg.group_policy,
             group_hosts=frozenset(msg.group_hosts),
             force_host=msg.force_host,
+            needs_network=msg.needs_network,
         )
         for _ in range(PICK_ROUNDS):
             candidates = self.fleet.candidates(req, time.monotonic())

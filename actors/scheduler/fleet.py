@@ -33,6 +33,8 @@ class Host:
     used_disk_gb: int = 0
     #: time.monotonic() of the last capacity report (or of loading it from the database).
     seen_at: float = 0.0
+    #: time.monotonic() of the host's network agent's last report; 0: never heard.
+    network_seen_at: float = 0.0
 
     def free(self) -> tuple[int, int, int]:
         return (
@@ -50,6 +52,7 @@ class Request:
     group_policy: Literal["affinity", "anti-affinity"] | None = None
     group_hosts: frozenset[str] = frozenset()
     force_host: str | None = None
+    needs_network: bool = False
 
 
 Filter = Callable[[Host, Request, float], bool]
@@ -65,6 +68,10 @@ def _zone(host: Host, req: Request, deadline: float) -> bool:
 
 def _forced(host: Host, req: Request, deadline: float) -> bool:
     return req.force_host is None or host.name == req.force_host
+
+
+def _network(host: Host, req: Request, deadline: float) -> bool:
+    return not req.needs_network or host.network_seen_at >= deadline
 
 
 def _retry(host: Host, req: Request, deadline: float) -> bool:
@@ -96,6 +103,7 @@ FILTERS: tuple[tuple[str, Filter], ...] = (
     ("ComputeFilter", _up),
     ("AvailabilityZoneFilter", _zone),
     ("ForcedHostFilter", _forced),
+    ("NetworkAgentFilter", _network),
     ("RetryFilter", _retry),
     ("ServerGroupAffinityFilter", _affinity),
     ("ServerGroupAntiAffinityFilter", _anti_affinity),
@@ -108,6 +116,7 @@ WHY = {
     "ComputeFilter": "disabled or not reporting",
     "AvailabilityZoneFilter": "in another availability zone",
     "ForcedHostFilter": "not the host asked for",
+    "NetworkAgentFilter": "without a live network agent",
     "RetryFilter": "already tried for this server",
     "ServerGroupAffinityFilter": "not the host of the server group",
     "ServerGroupAntiAffinityFilter": "holding a member of the server group",
