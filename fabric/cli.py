@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     service.add_argument("name", choices=SERVICES)
     service.add_argument("--port", type=int, help="gateway port, for `service gateway`")
     service.add_argument("--metrics-port", type=int, help="serve /metrics and /healthz on this port")
-    service.add_argument("--host", help="compute-agent: the host's name (default: this machine's)")
+    service.add_argument(
+        "--host", help="compute-agent, network-agent: the host's name (default: this machine's)"
+    )
     service.add_argument("--driver", choices=("libvirt", "fake"), help="compute-agent: the virt driver")
     service.add_argument("--fake-hosts", type=int, help="compute-agent: run N simulated hosts instead")
 

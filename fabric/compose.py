@@ -28,6 +28,7 @@ from actors.image.actor import MIGRATIONS as IMAGE_MIGRATIONS
 from actors.image.actor import Image
 from actors.network.actor import MIGRATIONS as NETWORK_MIGRATIONS
 from actors.network.actor import Network
+from actors.network_agent.agent import NetworkAgent
 from actors.scheduler.actor import MIGRATIONS as SCHEDULER_MIGRATIONS
 from actors.scheduler.actor import Scheduler
 from fabric import seed
@@ -60,7 +61,7 @@ ACTORS: dict[str, ActorSpec] = {
     "scheduler": ActorSpec(Scheduler, "scheduler", SCHEDULER_MIGRATIONS),
     "network": ActorSpec(Network, "network", NETWORK_MIGRATIONS),
 }
-SERVICES = (*ACTORS, "gateway", "compute-agent")
+SERVICES = (*ACTORS, "gateway", "compute-agent", "network-agent")
 
 
 def fake_fleet(bus: Bus, settings: Settings, *, hosts: int, prefix: str) -> ComputeAgent:
@@ -89,6 +90,23 @@ def _fake_driver(host: str, resources: HostResources, settings: Settings) -> Fak
         failure_rate=settings.fake_failure_rate,
         seed=settings.fake_seed,
     )
+
+
+def network_agent(bus: Bus, settings: Settings) -> NetworkAgent:
+    """This machine's network agent (the kernel's bridges, namespaces, dnsmasq and nftables)."""
+    return NetworkAgent(
+        bus,
+        host=settings.host_name,
+        state_dir=settings.network_path / settings.host_name,
+        report_interval_s=settings.capacity_report_interval_s,
+    )
+
+
+def why_no_network_agent() -> str | None:
+    """Why this machine cannot run a network agent (it needs root for namespaces), or None."""
+    if os.geteuid() != 0:
+        return "the network agent needs root (network namespaces, bridges, nftables)"
+    return None
 
 
 def why_no_libvirt(settings: Settings) -> str | None:
@@ -241,6 +259,13 @@ class Cloud:
         elif settings.compute_driver != "none":
             self._supervise("compute-agent", lambda: this_host(bus, settings))
             self.notes.append(f"compute host {settings.host_name} ({settings.compute_driver})")
+            if settings.compute_driver == "libvirt" and settings.network_agent:
+                no_net = why_no_network_agent()
+                if no_net is None:
+                    self._supervise("network-agent", lambda: network_agent(bus, settings))
+                    self.notes.append(f"network agent on {settings.host_name}")
+                else:
+                    self.notes.append(f"no network agent: {no_net}")
         if settings.fake_hosts:
             self._supervise(
                 "fake-fleet", lambda: fake_fleet(bus, settings, hosts=settings.fake_hosts, prefix="fake")
@@ -351,6 +376,11 @@ async def run_service(name: str, settings: Settings, *, reuse_port: bool = True)
         return
     if name == "compute-agent":
         await _run_agent(settings, stop)
+        return
+    if name == "network-agent":
+        bus = await _connect_bus(settings, f"fabric-network-agent-{settings.host_name}")
+        ready = f"network-agent serving {settings.host_name}"
+        await _serve("network-agent", lambda: network_agent(bus, settings), bus, settings, stop, ready)
         return
     spec = ACTORS[name]
     await ensure_database(settings.database_url)

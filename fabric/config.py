@@ -88,6 +88,9 @@ class Settings:
     fake_spawn_latency_s: Annotated[float, Range(0.0, 3600.0)] = 0.0
     fake_failure_rate: Annotated[float, Range(0.0, 1.0)] = 0.0
     fake_seed: int = 0
+    #: Whether `fabric up` runs this machine's network agent beside a libvirt host. One agent per
+    #: machine: it removes every bridge and namespace of the fabric's naming that its state lacks.
+    network_agent: bool = True
     #: The network namespace that plays the outside world for external networks.
     outside_namespace: Annotated[str, MinLen(1), MaxLen(64)] = "fabric-outside"
     #: Where a network agent keeps dnsmasq's files; empty: `state_dir/network`.
@@ -124,6 +127,10 @@ class Settings:
         if self.compute_dir:
             return Path(self.compute_dir).expanduser()
         return Path("/var/lib/fabric/compute") if os.geteuid() == 0 else self.state_path / "compute"
+
+    @property
+    def network_path(self) -> Path:
+        return Path(self.network_dir).expanduser() if self.network_dir else self.state_path / "network"
 
     @property
     def host_name(self) -> str:

@@ -229,6 +229,8 @@ class CreateServer:
     networks: Annotated[tuple["NetworkRequest", ...], MaxLen(16)] = ()
     #: Nova's `networks: "auto"`: the project's one usable network, if it has exactly one.
     auto_network: bool = False
+    #: Security groups (names or ids) of the ports made for the server; empty: `default`.
+    security_groups: Annotated[tuple[Annotated[str, MinLen(1), MaxLen(255)], ...], MaxLen(16)] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -35,6 +35,16 @@ def network_agent_queue(host: str) -> str:
     return f"network.{host}"
 
 
+def bridge_name(network_id: str) -> str:
+    """The network's bridge on a host: what a guest's tap joins."""
+    return f"brq{network_id[:11]}"
+
+
+def tap_name(port_id: str) -> str:
+    """The tap of a guest's port, made by the hypervisor."""
+    return f"tap{port_id[:11]}"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Lease:
     """A static DHCP lease: the port's MAC gets this address and hostname, always."""

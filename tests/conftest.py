@@ -64,6 +64,9 @@ def settings(amqp_url: str, database_url: str, tmp_path_factory: pytest.TempPath
         compute_driver="fake",
         compute_host="itest-host",
         fake_hosts=3,
+        # Only the test that needs real plumbing runs a network agent: an agent owns every
+        # bridge and namespace of the fabric's naming on the machine.
+        network_agent=False,
         capacity_report_interval_s=1.0,
     )
 

@@ -29,6 +29,7 @@ from protocol.network import (
     PortView,
     UpdatePort,
 )
+from protocol.security_groups import ListSecurityGroups, SecurityGroupList
 
 log = logging.getLogger("fabric.compute")
 
@@ -64,10 +65,33 @@ def _port_record(port: PortView, network: NetworkView, *, made: bool) -> Port:
     }
 
 
+async def security_group_ids(bus: Bus, names: tuple[str, ...], ctx: Context) -> tuple[str, ...] | None:
+    """Nova takes groups by name (or id); ports take ids. None: the project's default."""
+    if not names:
+        return None
+    found: SecurityGroupList = await bus.call(NETWORK, ListSecurityGroups(project_id=ctx.project_id), ctx)
+    ids = []
+    for name in names:
+        match = [g.id for g in found.items if name in (g.name, g.id)]
+        if not match:
+            raise Invalid("server.security_groups", f"security group {name} could not be found")
+        if len(match) > 1:
+            raise Conflict("server", f"more than one security group is named {name}: give its id")
+        ids.append(match[0])
+    return tuple(ids)
+
+
 async def make_ports(
-    bus: Bus, server_id: str, hostname: str, requests: list[NetworkRequest], zone: str, ctx: Context
+    bus: Bus,
+    server_id: str,
+    hostname: str,
+    requests: list[NetworkRequest],
+    zone: str,
+    ctx: Context,
+    groups: tuple[str, ...] = (),
 ) -> list[Port]:
     ports: list[Port] = []
+    group_ids = await security_group_ids(bus, groups, ctx) if requests else None
     try:
         for i, req in enumerate(requests):
             field = f"server.networks[{i}]"
@@ -93,6 +117,7 @@ async def make_ports(
                 device_id=server_id,
                 device_owner=f"compute:{zone}",
                 dns_name=hostname,
+                security_groups=group_ids,
             )
             port = await bus.call(NETWORK, make, ctx)
             ports.append(_port_record(port, network, made=True))

@@ -102,7 +102,7 @@ class Servers(ServiceActor):
                 spawn[prop.removesuffix("_id")] = _image_file(part, f"imageRef.{prop}")
         if spawn["kernel"] is not None:
             base = image.properties.get("os_command_line", "console=ttyS0")
-            spawn["cmdline"] = f"{base} fabric.hostname={hostname_of(msg.name)}"
+            spawn["cmdline"] = base  # the driver adds the guest's hostname
         else:
             spawn["cmdline"] = None
         return image, spawn
@@ -143,7 +143,9 @@ class Servers(ServiceActor):
             raise Invalid("flavorRef", f"flavor {flavor.id} is smaller than image {image.id} requires")
         zone = (msg.availability_zone or "nova").split(":")[0] or "nova"
         requests = await nics.auto_network(self.bus, ctx) if msg.auto_network else list(msg.networks)
-        ports = await nics.make_ports(self.bus, msg.server_id, hostname_of(msg.name), requests, zone, ctx)
+        ports = await nics.make_ports(
+            self.bus, msg.server_id, hostname_of(msg.name), requests, zone, ctx, msg.security_groups
+        )
         values = {
             "id": msg.server_id,
             "name": msg.name,

@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from fabric.virt import GuestSpec
+from protocol.network_agent import bridge_name, tap_name
 
 #: The XML namespace of our domain metadata; its presence is what makes a domain the fabric's.
 METADATA_NS = "urn:x-cloud-fabric:instance:1"
@@ -39,7 +40,8 @@ def domain_xml(
     kernel: Path | None,
     ramdisk: Path | None,
 ) -> str:
-    """The domain definition of a guest: no network interfaces yet (ports attach taps later)."""
+    """The domain definition of a guest. Each NIC is a tap (`tap<port>`) on its network's bridge
+    (`brq<network>`), which the host's network agent makes: the bridge must exist first."""
     domain = ET.Element("domain", type=domain_type)
     ET.SubElement(domain, "name").text = domain_name(spec.server_id)
     if _is_uuid(spec.server_id):
@@ -80,6 +82,13 @@ def domain_xml(
     ET.SubElement(disk_el, "source", file=str(disk))
     ET.SubElement(disk_el, "target", dev="vda", bus="virtio")
     # A pty (so `virsh console` works) whose output virtlogd also appends to console.log.
+    for nic in spec.nics:
+        interface = ET.SubElement(devices, "interface", type="bridge")
+        ET.SubElement(interface, "mac", address=nic.mac)
+        ET.SubElement(interface, "source", bridge=bridge_name(nic.network_id))
+        ET.SubElement(interface, "target", dev=tap_name(nic.port_id))
+        ET.SubElement(interface, "model", type="virtio")
+        ET.SubElement(interface, "mtu", size=str(nic.mtu))
     serial = ET.SubElement(devices, "serial", type="pty")
     ET.SubElement(serial, "log", file=str(console), append="on")
     ET.SubElement(serial, "target", port="0")

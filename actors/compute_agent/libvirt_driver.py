@@ -36,6 +36,7 @@ from actors.compute_agent.kvm_probe import libvirt_message, probed_virt_type
 from fabric.blobs import BlobStore
 from fabric.threads import finish_in_thread
 from fabric.virt import GuestNotFound, GuestSpec, HostResources, ImageFile, PowerState, SpawnFailed
+from protocol.network_agent import bridge_name
 
 log = logging.getLogger("fabric.virt.libvirt")
 
@@ -154,12 +155,7 @@ class LibvirtDriver:
     async def spawn(self, spec: GuestSpec) -> None:
         if not _SAFE_ID.fullmatch(spec.server_id):
             raise SpawnFailed(f"server id {spec.server_id!r} cannot name a domain")
-        if spec.nics:
-            # The network agent that makes the bridges these taps join is not wired in yet: a
-            # guest with NICs would boot unplugged, so it is refused instead.
-            raise SpawnFailed(
-                "NICs on libvirt hosts need the network agent, which this host does not run yet"
-            )
+        await wait_for_bridges(spec)
         try:
             if await asyncio.to_thread(self._start_existing, spec.server_id):
                 return
@@ -433,3 +429,23 @@ def _tail(path: Path, max_bytes: int) -> str:
             return f.read(max_bytes).decode(errors="replace")
     except FileNotFoundError:
         return ""
+
+
+#: How long a spawn waits for the network agent to make the bridges its NICs join.
+BRIDGE_WAIT_S = 30.0
+
+
+async def wait_for_bridges(spec: GuestSpec) -> None:
+    """The bridges of the guest's networks, made by the host's network agent once the ports were
+    bound here (a moment before the spawn was sent): wait for them, or fail the spawn saying
+    which network is not plumbed, rather than boot a guest whose NIC goes nowhere."""
+    deadline = time.monotonic() + BRIDGE_WAIT_S
+    for nic in spec.nics:
+        bridge = Path("/sys/class/net") / bridge_name(nic.network_id) / "bridge"
+        while not await asyncio.to_thread(bridge.exists):
+            if time.monotonic() > deadline:
+                raise SpawnFailed(
+                    f"network {nic.network_id} is not plumbed on this host (no bridge {bridge.parent.name}): "
+                    "is its network agent running?"
+                )
+            await asyncio.sleep(0.1)

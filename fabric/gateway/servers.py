@@ -214,6 +214,17 @@ def _networks(networks: Any, version: Version) -> tuple[tuple[NetworkRequest, ..
     return tuple(requests), False
 
 
+def _security_groups(raw: Any) -> tuple[str, ...]:
+    """`[{"name": "web"}, ...]` as Nova takes them."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(
+        isinstance(g, dict) and isinstance(g.get("name"), str) for g in raw
+    ):
+        raise Invalid("server.security_groups", "a list of {name}")
+    return tuple(str(g["name"]) for g in raw)
+
+
 async def create_server(request: web.Request) -> web.Response:
     ctx = authenticated(request)
     body = decode(CreateRequest, _rename_hints(await read_json_value(request)), path="")
@@ -239,6 +250,7 @@ async def create_server(request: web.Request) -> web.Response:
             description=fields.description,
             networks=networks,
             auto_network=auto,
+            security_groups=_security_groups(fields.security_groups),
             image_id=image_id,
             flavor_id=flavor_id,
             key_name=fields.key_name,

@@ -1,0 +1,100 @@
+"""The network agent: keeps one host's kernel plumbing equal to what the network service says.
+
+It owns nothing durable. On start, on every `NetworkingChanged` event and every `resync_s`
+anyway, it fetches its host's whole desired state and converges (`converge.converge`): so a
+restart rebuilds what is missing and removes what no longer belongs, and a lost event only
+delays a change until the next resync. Events that arrive while a convergence runs collapse into
+one more run. Its reports tell the scheduler the host can take servers with NICs.
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable
+from pathlib import Path
+
+from actors.network_agent.converge import converge
+from fabric.actor import Actor, subscribes
+from fabric.bus import Bus
+from fabric.service import service_context
+from protocol.envelope import Context
+from protocol.errors import FabricError
+from protocol.network import QUEUE as NETWORK
+from protocol.network_agent import (
+    GetHostNetworking,
+    HostNetworking,
+    NetworkAgentReport,
+    NetworkingChanged,
+    network_agent_queue,
+)
+
+log = logging.getLogger("fabric.network_agent")
+
+#: After a failed convergence, try again this soon.
+RETRY_S = 2.0
+
+
+class NetworkAgent(Actor):
+    service = "network-agent"
+
+    def __init__(
+        self, bus: Bus, *, host: str, state_dir: Path, report_interval_s: float = 10.0, resync_s: float = 30.0
+    ) -> None:
+        super().__init__(bus, queue=network_agent_queue(host))
+        self.host, self.state_dir = host, state_dir
+        self.report_interval_s, self.resync_s = report_interval_s, resync_s
+        #: The generation of the last state applied; -1: none yet.
+        self.applied = -1
+        self._wanted = asyncio.Event()
+
+    async def background(self) -> list[Awaitable[None]]:
+        self._wanted.set()  # converge at once on start
+        return [self._converge_forever(), self._report_forever()]
+
+    @subscribes(NetworkingChanged)
+    async def on_changed(self, event: NetworkingChanged, ctx: Context) -> None:
+        if event.generation > self.applied:
+            self._wanted.set()
+
+    async def _converge_forever(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wanted.wait(), timeout=self.resync_s)
+            except TimeoutError:
+                pass
+            self._wanted.clear()
+            try:
+                await self.converge_once()
+            except (FabricError, OSError, RuntimeError) as exc:
+                log.warning("convergence failed; trying again", extra={"host": self.host, "error": str(exc)})
+                await asyncio.sleep(RETRY_S)
+                self._wanted.set()
+
+    async def converge_once(self) -> HostNetworking:
+        ctx = service_context(f"req-{uuid.uuid4()}")
+        state: HostNetworking = await self.bus.call(NETWORK, GetHostNetworking(host=self.host), ctx)
+        started = time.monotonic()
+        report = await converge(state, state_dir=self.state_dir)
+        if report.errors:
+            raise RuntimeError(
+                f"{len(report.errors)} object(s) not plumbed: {'; '.join(report.errors)[:500]}"
+            )
+        self.applied = state.generation
+        if report.actions:
+            log.info(
+                "converged",
+                extra={
+                    "host": self.host,
+                    "generation": state.generation,
+                    "actions": len(report.actions),
+                    "ms": round((time.monotonic() - started) * 1000),
+                },
+            )
+        return state
+
+    async def _report_forever(self) -> None:
+        while True:
+            event = NetworkAgentReport(host=self.host, generation=self.applied, sent_at=time.time())
+            await self.bus.publish(event, service_context(), ttl_s=self.report_interval_s * 3)
+            await asyncio.sleep(self.report_interval_s)
