@@ -95,6 +95,14 @@ def parser() -> argparse.ArgumentParser:
     )
     place.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     place.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
+
+    ports = commands.add_parser("ports", help="ports created per second through the Network API")
+    ports.add_argument("--ports", type=_positive(int), default=2000, help="ports to create (default 2000)")
+    ports.add_argument(
+        "--concurrency", type=_positive(int), default=32, help="requests in flight (default 32)"
+    )
+    ports.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    ports.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     return top
 
 
@@ -128,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import boot
 
         result = uvloop.run(boot.run(args, settings))
+    elif args.command == "ports":
+        from bench import ports
+
+        result = uvloop.run(ports.run(args, settings))
     elif args.command == "place":
         from bench import place
 

@@ -221,6 +221,8 @@ class Cloud:
         self._tasks: list[asyncio.Task[None]] = []
         #: What `up` tells the operator about the compute hosts it runs.
         self.notes: list[str] = []
+        #: A real host with a network agent runs here: guests' pages can be reached.
+        self.plumbs_networks = False
 
     @property
     def url(self) -> str:
@@ -264,6 +266,7 @@ class Cloud:
                 if no_net is None:
                     self._supervise("network-agent", lambda: network_agent(bus, settings))
                     self.notes.append(f"network agent on {settings.host_name}")
+                    self.plumbs_networks = True
                 else:
                     self.notes.append(f"no network agent: {no_net}")
         if settings.fake_hosts:
@@ -284,10 +287,11 @@ class Cloud:
             await self.store.close()
 
 
-async def self_check(settings: Settings) -> tuple[list[str], list[str]]:
+async def self_check(settings: Settings, *, demo: bool = False) -> tuple[list[str], list[str]]:
     """Prove the cloud answers as a user would reach it: authenticate through the gateway with
     the admin credentials, read the catalog from the token, and seed the flavors and the test
-    guest image (`fabric.seed`). Returns the catalog's services and what was seeded."""
+    guest image (`fabric.seed`); with `demo`, boot the test guest behind a floating IP too.
+    Returns the catalog's services and what was seeded (the demo's curl command last)."""
     async with Client.for_admin(settings) as client:
         assert client.token is not None
         services = sorted(f"{s['type']} ({s['name']})" for s in client.token.catalog)
@@ -301,6 +305,10 @@ async def self_check(settings: Settings) -> tuple[list[str], list[str]]:
             if image
             else f"no test guest in {guest_dir} (scripts/build-test-guest.sh)"
         )
+        if demo and image:
+            seeded.append(
+                f"the demo VM's page: {await seed.seed_demo(client, image, settings.outside_namespace)}"
+            )
         return services, seeded
 
 
@@ -319,7 +327,7 @@ async def run_up(settings: Settings, openrc_path: Path) -> None:
     async with Cloud(settings) as cloud:
         settings = cloud.settings
         _write_private(openrc_path, openrc(settings))
-        services, seeded = await self_check(settings)
+        services, seeded = await self_check(settings, demo=cloud.plumbs_networks)
         print(f"fabric is up: {settings.gateway_url}", flush=True)
         print(f"  self-check: admin token issued; catalog: {', '.join(services)}", flush=True)
         for note in cloud.notes:

@@ -78,3 +78,63 @@ async def seed_test_guest(client: Client, directory: Path) -> str | None:
         ramdisk_id=ramdisk,
         os_command_line="console=ttyS0",
     )
+
+
+# --- the demo: a VM's web page through a floating IP -------------------------------------------
+
+DEMO_EXTERNAL_CIDR = "203.0.113.0/24"  # a documentation range, only ever inside namespaces
+DEMO_TENANT_CIDR = "10.0.0.0/24"
+
+
+async def _one(client: Client, collection: str, key: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The network resource named `name`, made with `body` when there is none."""
+    url = f"{client.endpoint('network')}/v2.0/{collection}"
+    _, _, found = await client.request("GET", f"{url}?name={name}")
+    if found[collection]:
+        return dict(found[collection][0])
+    _, _, made = await client.request("POST", url, {key: {"name": name, **body}}, expect=(201,))
+    return dict(made[key])
+
+
+async def seed_demo(client: Client, image_id: str, outside_namespace: str) -> str:
+    """The public network, a tenant network and router, the test guest booted on it with a
+    floating IP and TCP 80 open: returns the command that fetches its page from outside."""
+    url = f"{client.endpoint('network')}/v2.0"
+    public = await _one(client, "networks", "network", "public", {"router:external": True})
+    await _one(client, "subnets", "subnet", "public-subnet",
+               {"network_id": public["id"], "cidr": DEMO_EXTERNAL_CIDR, "enable_dhcp": False})  # fmt: skip
+    tenant = await _one(client, "networks", "network", "demo-net", {})
+    subnet = await _one(client, "subnets", "subnet", "demo-subnet",
+                        {"network_id": tenant["id"], "cidr": DEMO_TENANT_CIDR})  # fmt: skip
+    router = await _one(client, "routers", "router", "demo-router", {})
+    if router["external_gateway_info"] is None:
+        await client.request(
+            "PUT", f"{url}/routers/{router['id']}/add_router_interface", {"subnet_id": subnet["id"]}
+        )
+        gateway = {"router": {"external_gateway_info": {"network_id": public["id"]}}}
+        await client.request("PUT", f"{url}/routers/{router['id']}", gateway)
+    web = await _one(client, "security-groups", "security_group", "demo-web", {})
+    if not any(r["port_range_min"] == 80 for r in web["security_group_rules"]):
+        rule = {"security_group_id": web["id"], "direction": "ingress", "protocol": "tcp",
+                "port_range_min": 80, "port_range_max": 80, "remote_ip_prefix": "0.0.0.0/0"}  # fmt: skip
+        await client.request("POST", f"{url}/security-group-rules", {"security_group_rule": rule})
+    servers = await client.compute.list_servers(name="demo-vm")
+    if servers:
+        server_id = servers[0].id
+    else:
+        server = await client.compute.create_server(
+            "demo-vm", image=image_id, flavor="1", networks=[{"uuid": tenant["id"]}],
+            security_groups=[{"name": "demo-web"}],
+        )  # fmt: skip
+        server_id = server.id
+    await client.compute.wait(server_id, "ACTIVE", timeout_s=300)
+    _, _, ports = await client.request("GET", f"{url}/ports?device_id={server_id}")
+    port_id = ports["ports"][0]["id"]
+    _, _, fips = await client.request("GET", f"{url}/floatingips?port_id={port_id}")
+    if fips["floatingips"]:
+        address = fips["floatingips"][0]["floating_ip_address"]
+    else:
+        body = {"floatingip": {"floating_network_id": public["id"], "port_id": port_id}}
+        _, _, made = await client.request("POST", f"{url}/floatingips", body, expect=(201,))
+        address = made["floatingip"]["floating_ip_address"]
+    return f"ip netns exec {outside_namespace} curl http://{address}/"
