@@ -215,7 +215,7 @@ async def first_free(tx: Connection, subnet_id: str, start: str, end: str) -> st
     """A free address of the pool: the one after the highest held (an index lookup, so a pool
     fills in constant time per address), else the lowest gap (a scan, once the top is reached)."""
     after: str = await tx.fetchval(AFTER_HIGHEST, subnet_id, start, end)
-    if ipaddress.ip_address(after) <= ipaddress.ip_address(end):
+    if ipaddress.IPv4Address(after) <= ipaddress.IPv4Address(end):
         return after
     value: str | None = await tx.fetchval(FREE_IN_POOL, subnet_id, start, end)
     return value
