@@ -112,6 +112,15 @@ ensure_libvirt() {
     log "libvirtd did not open /run/libvirt/libvirt-sock"; return 1
 }
 
+# The network agent's tools: dnsmasq (DHCP per network), nft (security groups, router NAT),
+# ip (namespaces for dnsmasq), and busybox for the DHCP client and web server that stand for
+# VMs in the plumbing tests.
+ensure_networking() {
+    command -v dnsmasq >/dev/null && command -v nft >/dev/null && command -v ip >/dev/null \
+        && command -v busybox >/dev/null && return
+    apt_install dnsmasq-base nftables iproute2 busybox-static
+}
+
 ensure_venv() {
     local python=${PYTHON:-python3}
     if ! "$python" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
@@ -138,5 +147,6 @@ ensure_postgres
 ensure_rabbitmq
 ensure_database_role
 ensure_libvirt
+ensure_networking
 ensure_venv
 log "ready"
