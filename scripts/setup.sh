@@ -117,8 +117,8 @@ ensure_libvirt() {
 # VMs in the plumbing tests.
 ensure_networking() {
     command -v dnsmasq >/dev/null && command -v nft >/dev/null && command -v ip >/dev/null \
-        && command -v busybox >/dev/null && return
-    apt_install dnsmasq-base nftables iproute2 busybox-static
+        && command -v busybox >/dev/null && command -v curl >/dev/null && return
+    apt_install dnsmasq-base nftables iproute2 busybox-static curl
 }
 
 ensure_venv() {
