@@ -193,6 +193,16 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    os.register_at_fork(after_in_child=_forget_signals)
+
+
+def _forget_signals() -> None:
+    """In a forked child (pyroute2 forks to work inside a network namespace): drop the loop's
+    signal handlers and its wakeup fd, which the child shares with us. Otherwise the SIGTERM
+    that ends the child is written to our wakeup fd, and this process stops as if told to."""
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 async def _connect_bus(settings: Settings, name: str) -> Bus:
@@ -307,7 +317,7 @@ async def self_check(settings: Settings, *, demo: bool = False) -> tuple[list[st
         )
         if demo and image:
             try:
-                command = await seed.seed_demo(client, image, settings.outside_namespace)
+                command = await seed.seed_demo(client, image, settings.outside_namespace, settings.host_name)
                 seeded.append(f"the demo VM's page: {command}")
             except (ApiError, ServerFailed, TimeoutError) as exc:  # the cloud is up; the demo is not
                 seeded.append(f"no demo VM: {exc}")

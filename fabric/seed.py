@@ -84,19 +84,36 @@ async def seed_test_guest(client: Client, directory: Path) -> str | None:
 
 DEMO_EXTERNAL_CIDR = "203.0.113.0/24"  # a documentation range, only ever inside namespaces
 DEMO_TENANT_CIDR = "10.0.0.0/24"
+#: Past the host's first report, time for its network agent's (reports come every few seconds).
+DEMO_SETTLE_S = 3.0
 
 
-async def _one(client: Client, collection: str, key: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-    """The network resource named `name`, made with `body` when there is none."""
-    url = f"{client.endpoint('network')}/v2.0/{collection}"
-    _, _, found = await client.request("GET", f"{url}?name={name}")
-    if found[collection]:
-        return dict(found[collection][0])
+async def _one(client: Client, path: str, key: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The network resource named `name` (of the caller's project), made with `body` when there
+    is none. `path` is the collection's URL path; its list key is `key` + "s"."""
+    assert client.token is not None
+    url = f"{client.endpoint('network')}/v2.0/{path}"
+    _, _, found = await client.request("GET", f"{url}?name={name}&project_id={client.token.project_id}")
+    if found[f"{key}s"]:
+        return dict(found[f"{key}s"][0])
     _, _, made = await client.request("POST", url, {key: {"name": name, **body}}, expect=(201,))
     return dict(made[key])
 
 
-async def seed_demo(client: Client, image_id: str, outside_namespace: str) -> str:
+async def _wait_for_host(client: Client, host: str, timeout_s: float = 120.0) -> None:
+    """Until `host` reports (its driver probes KVM first) and has had time to say its network
+    agent is alive too."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not any(
+        h["hypervisor_hostname"] == host and h["state"] == "up" for h in await client.compute.hypervisors()
+    ):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"compute host {host} did not report within {timeout_s:.0f} s")
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(DEMO_SETTLE_S)
+
+
+async def seed_demo(client: Client, image_id: str, outside_namespace: str, host: str) -> str:
     """The public network, a tenant network and router, the test guest booted on it with a
     floating IP and TCP 80 open: returns the command that fetches its page from outside."""
     url = f"{client.endpoint('network')}/v2.0"
@@ -118,7 +135,10 @@ async def seed_demo(client: Client, image_id: str, outside_namespace: str) -> st
         rule = {"security_group_id": web["id"], "direction": "ingress", "protocol": "tcp",
                 "port_range_min": 80, "port_range_max": 80, "remote_ip_prefix": "0.0.0.0/0"}  # fmt: skip
         await client.request("POST", f"{url}/security-group-rules", {"security_group_rule": rule})
-    servers = await client.compute.list_servers(name="demo-vm")
+    await _wait_for_host(client, host)
+    servers = [s for s in await client.compute.list_servers(name="demo-vm") if s.status != "ERROR"]
+    for failed in await client.compute.list_servers(name="demo-vm", status="ERROR"):
+        await client.compute.delete_server(failed.id)  # a demo that failed before: again
     if servers:
         server_id = servers[0].id
     else:
