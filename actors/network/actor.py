@@ -115,17 +115,6 @@ class Network(FloatingIps):
         assert row is not None
         return sql.network_view(row)
 
-    async def _network(
-        self, conn: Connection, network_id: str, ctx: Context, *, lock: bool = False
-    ) -> NetworkView:
-        row = await sql.get_network(conn, network_id, lock=lock)
-        if row is None:
-            raise NotFound("network", network_id)
-        view = sql.network_view(row)
-        if not (ctx.is_admin or view.project_id == ctx.project_id or view.shared or view.external):
-            raise NotFound("network", network_id)
-        return view
-
     def _owns(self, view: NetworkView, ctx: Context, action: str) -> None:
         if not ctx.is_admin and view.project_id != ctx.project_id:
             raise (
@@ -137,7 +126,7 @@ class Network(FloatingIps):
     @handles(GetNetwork)
     async def get_network(self, msg: GetNetwork, ctx: Context) -> NetworkView:
         async with self.store.connection() as conn:
-            return await self._network(conn, msg.network_id, ctx)
+            return await self._visible_network(conn, msg.network_id, ctx)
 
     @handles(ListNetworks)
     async def list_networks(self, msg: ListNetworks, ctx: Context) -> NetworkList:
@@ -171,7 +160,7 @@ class Network(FloatingIps):
                 ctx, "update_network:shared" if msg.shared is not None else "update_network:router:external"
             )
         async with self.store.transaction() as tx:
-            view = await self._network(tx, msg.network_id, ctx, lock=True)
+            view = await self._visible_network(tx, msg.network_id, ctx, lock=True)
             self._owns(view, ctx, "update")
             await tx.execute(
                 """UPDATE network.networks
@@ -192,7 +181,7 @@ class Network(FloatingIps):
     async def delete_network(self, msg: DeleteNetwork, ctx: Context) -> Done:
         require_member(ctx, "delete_network")
         async with self.store.transaction() as tx:
-            view = await self._network(tx, msg.network_id, ctx, lock=True)
+            view = await self._visible_network(tx, msg.network_id, ctx, lock=True)
             self._owns(view, ctx, "delete")
             in_use = await tx.fetchval(
                 "SELECT count(*) FROM network.ports WHERE network_id = $1 AND device_owner <> $2",
@@ -225,7 +214,9 @@ class Network(FloatingIps):
             ipam.network_of(route.destination, f"subnet.host_routes[{i}].destination")
             ipam.address(route.nexthop, f"subnet.host_routes[{i}].nexthop")
         async with self.store.transaction() as tx:
-            view = await self._network(tx, msg.network_id, ctx, lock=True)  # one subnet change at a time
+            view = await self._visible_network(
+                tx, msg.network_id, ctx, lock=True
+            )  # one subnet change at a time
             if not ctx.is_admin and view.project_id != ctx.project_id:
                 raise NotFound("network", msg.network_id)
             await quotas.take(tx, view.project_id, "subnet")
@@ -282,7 +273,7 @@ class Network(FloatingIps):
         row = await sql.get_subnet(conn, subnet_id)
         if row is None:
             raise NotFound("subnet", subnet_id)
-        await self._network(conn, row["network_id"], ctx)  # visible only through its network
+        await self._visible_network(conn, row["network_id"], ctx)  # visible only through its network
         return sql.subnet_view(row)
 
     @handles(GetSubnet)
@@ -322,7 +313,7 @@ class Network(FloatingIps):
         require_member(ctx, "update_subnet")
         async with self.store.transaction() as tx:
             subnet = await self._subnet(tx, msg.subnet_id, ctx)
-            network = await self._network(tx, subnet.network_id, ctx, lock=True)
+            network = await self._visible_network(tx, subnet.network_id, ctx, lock=True)
             self._owns(network, ctx, "update subnet")
             dns = list(msg.dns_nameservers) if msg.dns_nameservers is not None else None
             routes = (
@@ -351,7 +342,7 @@ class Network(FloatingIps):
         require_member(ctx, "delete_subnet")
         async with self.store.transaction() as tx:
             subnet = await self._subnet(tx, msg.subnet_id, ctx)
-            network = await self._network(tx, subnet.network_id, ctx, lock=True)
+            network = await self._visible_network(tx, subnet.network_id, ctx, lock=True)
             self._owns(network, ctx, "delete subnet")
             in_use = await tx.fetchval(
                 """SELECT count(*) FROM network.ip_allocations a JOIN network.ports p ON p.id = a.port_id

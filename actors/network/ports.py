@@ -47,8 +47,12 @@ def random_mac() -> str:
 
 
 class Ports(SecurityGroups):
-    async def _visible_network(self, conn: Connection, network_id: str, ctx: Context) -> NetworkView:
-        row = await sql.get_network(conn, network_id)
+    async def _visible_network(
+        self, conn: Connection, network_id: str, ctx: Context, *, lock: bool = False
+    ) -> NetworkView:
+        """The network if the caller may see it (its project's, shared, external; all for
+        admins), else NotFound. `lock`: its row stays locked until the transaction ends."""
+        row = await sql.get_network(conn, network_id, lock=lock)
         if row is None:
             raise NotFound("network", network_id)
         view = sql.network_view(row)

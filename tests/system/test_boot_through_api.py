@@ -6,11 +6,9 @@ Skips (saying why) where libvirt cannot run; everything it made goes in its tear
 """
 
 import asyncio
-import shutil
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,15 +36,6 @@ def guest_dir() -> Path:
         pytest.skip(why)
     done, _ = build()
     return Path(done.stdout.decode().split()[0]).parent
-
-
-@pytest.fixture
-def compute_dir() -> Iterator[Path]:
-    """Reachable by qemu's own user (pytest's tmp dirs are private to root)."""
-    root = Path(tempfile.mkdtemp(prefix="fabric-api-test-", dir="/var/tmp"))
-    root.chmod(0o755)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

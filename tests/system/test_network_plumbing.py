@@ -361,7 +361,13 @@ def snapshot(state_dir: Path) -> dict[str, object]:
     namespaces = sorted(n for n in sh("ip", "netns", "list").stdout.split() if MARK in n or n == OUTSIDE)
     ruleset = json.loads(sh("nft", "-j", "list", "ruleset").stdout)["nftables"]
     return {
-        "links": [link for link in json.loads(sh("ip", "-j", "link").stdout) if MARK in link["ifname"]],
+        # Without operstate: the kernel derives it (a veth's follows its peer, in its own time);
+        # what converge sets is the admin state, in `flags`.
+        "links": [
+            {k: v for k, v in link.items() if k != "operstate"}
+            for link in json.loads(sh("ip", "-j", "link").stdout)
+            if MARK in link["ifname"]
+        ],
         "namespaces": namespaces,
         "inside": {
             ns: [

@@ -9,13 +9,11 @@ kernel. Skips (saying why) where libvirt or network namespaces cannot be used.
 """
 
 import asyncio
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -45,14 +43,6 @@ def kernel_objects() -> set[str]:
     return {s for s in spaces if s.startswith(("qdhcp-", "qrouter-", OUTSIDE))} | {
         n for n in names if n.startswith(("brq", "tap", "tns-", "tqr-", "tqg-", "tog-"))
     }
-
-
-@pytest.fixture
-def compute_dir() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="fabric-web-test-", dir="/var/tmp"))
-    root.chmod(0o755)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
