@@ -74,23 +74,12 @@ class NetworkAgent(Actor):
     async def converge_once(self) -> HostNetworking:
         ctx = service_context(f"req-{uuid.uuid4()}")
         state: HostNetworking = await self.bus.call(NETWORK, GetHostNetworking(host=self.host), ctx)
-        started = time.monotonic()
         report = await converge(state, state_dir=self.state_dir)
         if report.errors:
             raise RuntimeError(
                 f"{len(report.errors)} object(s) not plumbed: {'; '.join(report.errors)[:500]}"
             )
         self.applied = state.generation
-        if report.actions:
-            log.info(
-                "converged",
-                extra={
-                    "host": self.host,
-                    "generation": state.generation,
-                    "actions": len(report.actions),
-                    "ms": round((time.monotonic() - started) * 1000),
-                },
-            )
         return state
 
     async def _report_forever(self) -> None:

@@ -202,7 +202,9 @@ async def converge(state: HostNetworking, *, state_dir: Path) -> Report:
         errors=tuple(run_.errors),
         duration_s=time.monotonic() - started,
     )
-    log.info(
+    # A run that changed nothing (most of them: every event and every resync) is not news.
+    log.log(
+        logging.INFO if report.actions or report.errors else logging.DEBUG,
         "network plumbing converged to generation %d in %.3f s: %d changes, %d errors",
         state.generation,
         report.duration_s,
