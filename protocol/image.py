@@ -107,10 +107,13 @@ class ListImages:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UpdateImage:
     """Replace the settable fields with `fields` (the gateway applies the JSON patch to the
-    current view and sends the result). Reply: ImageView."""
+    current view and sends the result). Reply: ImageView. With `expected_updated_at`, the
+    `updated_at` of the view the patch was applied to: Conflict when the image changed since,
+    so that two patches at once never lose one (the gateway then patches the new view)."""
 
     image_id: Id
     fields: ImageFields
+    expected_updated_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -129,6 +129,8 @@ class Image(ServiceActor):
     async def update_image(self, msg: UpdateImage, ctx: Context) -> ImageView:
         async with self.store.transaction() as tx:
             image = await self._changeable(tx, ctx, msg.image_id)
+            if msg.expected_updated_at is not None and image.updated_at != msg.expected_updated_at:
+                raise Conflict("image", f"{msg.image_id} changed while the patch was applied")
             if msg.fields.visibility == "public" and image.visibility != "public" and not ctx.is_admin:
                 raise Forbidden("image: only admins publicize images")
             if image.status != "queued" and (

@@ -19,7 +19,7 @@ from fabric.gateway.context import BLOBS, BUS, authenticated
 from fabric.gateway.http import json_response, no_content, query_bool, query_str, read_json, read_json_value
 from protocol.codec import MaxLen, MinLen, decode
 from protocol.envelope import Context
-from protocol.errors import FabricError, Forbidden, Invalid, NotFound
+from protocol.errors import Conflict, FabricError, Forbidden, Invalid, NotFound
 from protocol.image import (
     QUEUE,
     AbortUpload,
@@ -44,6 +44,9 @@ from protocol.image import (
 
 log = logging.getLogger("fabric.gateway.image")
 PATCH_TYPE = "application/openstack-images-v2.1-json-patch"
+#: A patch is applied to the image as it is; if it changed meanwhile, to its new state, this
+#: many times at most (each round of patches racing on one image lets one through).
+PATCH_TRIES = 20
 
 
 def add_routes(app: web.Application) -> None:
@@ -187,11 +190,21 @@ async def update_image(request: web.Request) -> web.Response:
         raise web.HTTPUnsupportedMediaType(reason=f"send {PATCH_TYPE}")
     image_id = request.match_info["image_id"]
     ops = await read_json_value(request)
+    for _ in range(PATCH_TRIES - 1):
+        try:
+            return json_response(views.image(await _patch(request, image_id, ops, ctx)))
+        except Conflict:
+            continue  # another patch landed first: apply this one to what it made
+    return json_response(views.image(await _patch(request, image_id, ops, ctx)))
+
+
+async def _patch(request: web.Request, image_id: str, ops: Any, ctx: Context) -> ImageView:
     bus = request.app[BUS]
     current: ImageView = await bus.call(QUEUE, GetImage(image_id=image_id), ctx)
     fields = fields_of(apply_patch(views.settable(current), ops))
-    updated = await bus.call(QUEUE, UpdateImage(image_id=image_id, fields=fields), ctx)
-    return json_response(views.image(updated))
+    msg = UpdateImage(image_id=image_id, fields=fields, expected_updated_at=current.updated_at)
+    updated: ImageView = await bus.call(QUEUE, msg, ctx)
+    return updated
 
 
 async def delete_image(request: web.Request) -> web.Response:

@@ -1,5 +1,6 @@
 """Image v2 through the gateway: records in the image service, bytes streamed to the store."""
 
+import asyncio
 import hashlib
 import os
 import uuid
@@ -250,3 +251,16 @@ async def test_only_shared_images_have_members(images: Images, member: Member) -
     body = {"member": member.project_id}
     assert (await images.call("POST", f"/images/{private['id']}/members", json=body))[0] == 403
     assert (await images.call("POST", f"/images/{private['id']}/members", json={}))[0] == 400
+
+
+async def test_concurrent_patches_all_land(images: Images) -> None:
+    image = await images.create()
+
+    async def add(i: int) -> int:
+        ops = [{"op": "add", "path": f"/prop_{i}", "value": str(i)}]
+        status, _, _ = await images.call("PATCH", f"/images/{image['id']}", json=ops, content_type=PATCH)
+        return status
+
+    assert await asyncio.gather(*(add(i) for i in range(8))) == [200] * 8
+    _, shown, _ = await images.call("GET", f"/images/{image['id']}")
+    assert {f"prop_{i}" for i in range(8)} <= set(shown), "a patch was lost"
