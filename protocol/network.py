@@ -299,6 +299,14 @@ class DeletePort:
     port_id: Id
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceAddressesChanged:
+    """Event: the addresses reaching these devices (servers) changed, e.g. a floating IP was
+    associated with one of their ports. Compute refreshes what it shows on the servers."""
+
+    device_ids: tuple[str, ...]
+
+
 # --- quotas ------------------------------------------------------------------------------------
 
 #: Every network quota and its default (Neutron's); -1 means unlimited.
@@ -362,6 +370,7 @@ MESSAGES = (
     ListPorts,
     UpdatePort,
     DeletePort,
+    DeviceAddressesChanged,
     NetworkQuotas,
     GetNetworkQuotas,
     SetNetworkQuotas,

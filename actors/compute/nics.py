@@ -29,6 +29,7 @@ from protocol.network import (
     PortView,
     UpdatePort,
 )
+from protocol.network_l3 import FloatingIpList, ListFloatingIps
 from protocol.security_groups import ListSecurityGroups, SecurityGroupList
 
 log = logging.getLogger("fabric.compute")
@@ -134,6 +135,25 @@ def addresses(ports: list[Port]) -> dict[str, list[dict[str, str]]]:
             shown.setdefault(port["network_name"], []).append(
                 {"addr": ip, "mac": port["mac"], "type": "fixed"}
             )
+    return shown
+
+
+async def current_addresses(bus: Bus, ports: list[Port], request_id: str) -> dict[str, list[dict[str, str]]]:
+    """The server's addresses as the network service has them now: each port's fixed ones, and
+    the floating IPs associated with it (listed under the same network, as Nova shows them)."""
+    ctx = service_context(request_id)
+    shown: dict[str, list[dict[str, str]]] = {}
+    for port in ports:
+        try:
+            live: PortView = await bus.call(NETWORK, GetPort(port_id=port["port_id"]), ctx)
+        except NotFound:
+            continue
+        entries = shown.setdefault(port["network_name"], [])
+        entries += [{"addr": f.ip_address, "mac": live.mac_address, "type": "fixed"} for f in live.fixed_ips]
+        fips: FloatingIpList = await bus.call(NETWORK, ListFloatingIps(port_id=port["port_id"]), ctx)
+        entries += [
+            {"addr": f.floating_ip_address, "mac": live.mac_address, "type": "floating"} for f in fips.items
+        ]
     return shown
 
 

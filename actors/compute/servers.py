@@ -19,7 +19,7 @@ import orjson
 
 from actors.compute import boot, nics, quota_sql, server_sql
 from actors.compute import sql as flavor_sql
-from fabric.actor import handles
+from fabric.actor import handles, subscribes
 from fabric.service import ServiceActor, require_admin, require_member, service_context
 from protocol import compute_agent as agent
 from protocol.compute import (
@@ -48,6 +48,7 @@ from protocol.errors import (
 )
 from protocol.image import QUEUE as IMAGE
 from protocol.image import GetImage, ImageView
+from protocol.network import DeviceAddressesChanged
 from protocol.scheduler import QUEUE as SCHEDULER
 from protocol.scheduler import Placed, PlaceServer, ReleaseAllocation, Resources
 from protocol.system import Done
@@ -403,6 +404,21 @@ class Servers(ServiceActor):
             row = await server_sql.get(tx, msg.server_id)
         if row is not None and row["task_state"] == boot.Task.DELETING and row["host"] == msg.host:
             await self._finish_delete(msg.server_id, msg.host, ctx)
+
+    @subscribes(DeviceAddressesChanged, group="compute.addresses")
+    async def on_addresses_changed(self, event: DeviceAddressesChanged, ctx: Context) -> None:
+        """A floating IP came or went: refresh what the servers show (one replica does it)."""
+        for server_id in event.device_ids:
+            async with self.store.connection() as conn:
+                row = await server_sql.get(conn, server_id)
+            if row is None:
+                continue
+            shown = await nics.current_addresses(self.bus, orjson.loads(row["ports"]), ctx.request_id)
+            async with self.store.connection() as conn:
+                await conn.execute(
+                    "UPDATE compute.servers SET addresses = $2::jsonb, updated_at = now() WHERE id = $1",
+                    server_id, orjson.dumps(shown).decode(),
+                )  # fmt: skip
 
     # --- agents reconciling --------------------------------------------------------------------
 

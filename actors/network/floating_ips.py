@@ -17,7 +17,7 @@ from fabric.service import require_member
 from fabric.store import Connection
 from protocol.envelope import Context
 from protocol.errors import Conflict, Forbidden, Invalid, NotFound
-from protocol.network import FixedIpRequest
+from protocol.network import DeviceAddressesChanged, FixedIpRequest
 from protocol.network_l3 import (
     AssociateFloatingIp,
     CreateFloatingIp,
@@ -110,7 +110,9 @@ class FloatingIps(Routers):
             if msg.port_id is not None:
                 row = await self._fip(tx, msg.floatingip_id, ctx, lock=True)
                 await self._associate(tx, row, msg.port_id, msg.fixed_ip_address, ctx)
-            return fip_view(await self._fip(tx, msg.floatingip_id, ctx))
+            view = fip_view(await self._fip(tx, msg.floatingip_id, ctx))
+        await self._addresses_changed([msg.port_id], ctx)
+        return view
 
     async def _associate(
         self, tx: Connection, fip: asyncpg.Record, port_id: str, fixed_ip: str | None, ctx: Context
@@ -173,7 +175,9 @@ class FloatingIps(Routers):
                 )
             else:
                 await self._associate(tx, fip, msg.port_id, msg.fixed_ip_address, ctx)
-            return fip_view(await self._fip(tx, msg.floatingip_id, ctx))
+            view = fip_view(await self._fip(tx, msg.floatingip_id, ctx))
+        await self._addresses_changed([fip["port_id"], msg.port_id], ctx)
+        return view
 
     @handles(GetFloatingIp)
     async def get_floating_ip(self, msg: GetFloatingIp, ctx: Context) -> FloatingIpView:
@@ -212,4 +216,20 @@ class FloatingIps(Routers):
             fip = await self._fip(tx, msg.floatingip_id, ctx, lock=True)
             await tx.execute("DELETE FROM network.floating_ips WHERE id = $1", fip["id"])
             await tx.execute("DELETE FROM network.ports WHERE id = $1", fip["floating_port_id"])
+        await self._addresses_changed([fip["port_id"]], ctx)
         return Done()
+
+    async def _addresses_changed(self, port_ids: list[str | None], ctx: Context) -> None:
+        """Tell compute which servers' addresses moved (the devices of these ports)."""
+        wanted = [p for p in port_ids if p]
+        if not wanted:
+            return
+        async with self.store.connection() as conn:
+            devices = await conn.fetch(
+                """SELECT DISTINCT device_id FROM network.ports
+                    WHERE id = ANY($1) AND device_owner LIKE 'compute:%' AND device_id <> ''""",
+                wanted,
+            )
+        if devices:
+            event = DeviceAddressesChanged(device_ids=tuple(r["device_id"] for r in devices))
+            await self.bus.publish(event, ctx)

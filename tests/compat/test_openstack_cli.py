@@ -380,6 +380,14 @@ async def test_server_on_a_network_with_a_floating_ip(cli: Cli, tmp_path: Path) 
     await cli.run("server", "add", "floating", "ip", f"compat-fip-vm-{s}", fip["floating_ip_address"])
     shown = await cli.json("floating", "ip", "show", fip["floating_ip_address"])
     assert shown["fixed_ip_address"].startswith("10.92.0.") and shown["port_id"]
+    for _ in range(50):  # the server shows it once compute heard it moved
+        if fip["floating_ip_address"] in json.dumps(
+            (await cli.json("server", "show", f"compat-fip-vm-{s}"))["addresses"]
+        ):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the floating IP never showed on the server")
     await cli.run("server", "remove", "floating", "ip", f"compat-fip-vm-{s}", fip["floating_ip_address"])
     assert (await cli.json("floating", "ip", "show", fip["floating_ip_address"]))["port_id"] is None
     await cli.run("server", "delete", "--wait", f"compat-fip-vm-{s}")

@@ -478,6 +478,15 @@ async def test_a_hosts_networking_follows_its_servers(cloud: Cloud, api: Api) ->
         "POST", "/floatingips", {"floatingip": {"floating_network_id": ext["id"], "port_id": port["id"]}}
     )
 
+    # The server shows its floating address once the network service said it moved.
+    floating_ip = fip["floatingip"]["floating_ip_address"]
+    for _ in range(100):
+        shown = (await api.nova("GET", f"/servers/{server['id']}"))[1]["server"]["addresses"][lan["name"]]
+        if [a["addr"] for a in shown if a["OS-EXT-IPS:type"] == "floating"] == [floating_ip]:
+            break
+        await asyncio.sleep(0.05)
+    assert [(a["addr"], a["OS-EXT-IPS:type"]) for a in shown] == [(fixed, "fixed"), (floating_ip, "floating")]
+
     assert cloud.bus is not None
     state = await cloud.bus.call("network", GetHostNetworking(host="fake-00003"), service_context())
     assert state.outside_namespace == "fabric-outside" and state.generation > 0
