@@ -185,6 +185,21 @@ async def test_a_vms_page_through_its_floating_ip(cloud: Cloud) -> None:
                 address, await client.compute.console(server_id)
             )
             print(f"\nrequest -> page through the floating IP: {time.monotonic() - began:.1f}s")
+
+            # The agent restarts (as after a crash): it adopts what exists, duplicates nothing,
+            # and the page stays up.
+            before = kernel_objects()
+            agent = next(sup for sup in cloud.supervisors if sup.name == "network-agent")
+            first = agent.actor
+            assert first is not None
+            first.request_stop()
+            for _ in range(100):
+                if agent.actor is not first and getattr(agent.actor, "applied", -1) >= 0:
+                    break
+                await asyncio.sleep(0.1)
+            assert agent.actor is not first, "the supervisor did not start the agent again"
+            assert kernel_objects() == before
+            assert name in (await fetch_from_outside(address) or ""), "the page went away with the agent"
             await net("DELETE", f"/floatingips/{fip['floatingip']['id']}")
             await client.compute.delete_server(server_id)
             await client.compute.wait(server_id, "DELETED", timeout_s=60)
