@@ -13,14 +13,12 @@ from fabric.store import Connection
 from protocol.compute import QUOTA_DEFAULTS
 from protocol.errors import QuotaExceeded
 
-DEFAULTS = QUOTA_DEFAULTS
-
 
 async def limits(conn: Connection, project_id: str) -> dict[str, int]:
     rows = await conn.fetch(
         "SELECT resource, hard_limit FROM compute.quota_limits WHERE project_id = $1", project_id
     )
-    return DEFAULTS | {r["resource"]: r["hard_limit"] for r in rows}
+    return QUOTA_DEFAULTS | {r["resource"]: r["hard_limit"] for r in rows}
 
 
 async def set_limits(tx: Connection, project_id: str, values: dict[str, int]) -> None:

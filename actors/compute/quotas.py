@@ -3,7 +3,7 @@
 from actors.compute import quota_sql
 from fabric.actor import handles
 from fabric.service import ServiceActor, require_admin
-from protocol.compute import GetQuotas, QuotaSet, SetQuotas
+from protocol.compute import QUOTA_DEFAULTS, GetQuotas, QuotaSet, SetQuotas
 from protocol.envelope import Context
 from protocol.errors import Invalid, NotFound
 
@@ -27,8 +27,8 @@ class Quotas(ServiceActor):
     async def set_quotas(self, msg: SetQuotas, ctx: Context) -> QuotaSet:
         require_admin(ctx, "os_compute_api:os-quota-sets:update")
         for resource in msg.limits:
-            if resource not in quota_sql.DEFAULTS:
-                known = ", ".join(quota_sql.DEFAULTS)
+            if resource not in QUOTA_DEFAULTS:
+                known = ", ".join(QUOTA_DEFAULTS)
                 raise Invalid(f"quota_set.{resource[:64]}", f"not a compute quota (known: {known})")
         async with self.store.transaction() as tx:
             await quota_sql.set_limits(tx, msg.project_id, msg.limits)

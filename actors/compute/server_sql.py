@@ -17,13 +17,13 @@ from protocol.scheduler import Placed
 
 COLUMNS = """id, name, description, project_id, user_id, vm_state, task_state, power_state, host, agent_queue,
     availability_zone, flavor, vcpus, ram_mb, disk_gb, image_id, spawn, key_name, metadata, group_id,
-    tried_hosts, fault, ports, addresses, extract(epoch FROM created_at) AS created,
+    tried_hosts, fault, ports, addresses, spawn->'kernel'->>'image_id' AS kernel_id,
+    spawn->'ramdisk'->>'image_id' AS ramdisk_id, extract(epoch FROM created_at) AS created,
     extract(epoch FROM updated_at) AS updated, extract(epoch FROM launched_at) AS launched"""
 
 
 def view(r: asyncpg.Record) -> ServerView:
     fault = orjson.loads(r["fault"]) if r["fault"] else None
-    spawn = orjson.loads(r["spawn"])
     return ServerView(
         id=r["id"],
         name=r["name"],
@@ -38,8 +38,8 @@ def view(r: asyncpg.Record) -> ServerView:
         availability_zone=(r["availability_zone"] or "").split(":")[0] or None,
         flavor=FlavorView(**orjson.loads(r["flavor"])),
         image_id=r["image_id"],
-        kernel_id=spawn["kernel"]["image_id"] if spawn["kernel"] else None,
-        ramdisk_id=spawn["ramdisk"]["image_id"] if spawn["ramdisk"] else None,
+        kernel_id=r["kernel_id"],
+        ramdisk_id=r["ramdisk_id"],
         key_name=r["key_name"],
         metadata=orjson.loads(r["metadata"]),
         group_id=r["group_id"],

@@ -6,13 +6,12 @@ microversions are negotiated in `microversion`.
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
 
 from fabric.gateway.context import BUS, SETTINGS, authenticated
-from fabric.gateway.http import json_response, query_bool, query_str, read_json
+from fabric.gateway.http import json_response, next_links, query_bool, query_str, read_json
 from fabric.gateway.microversion import MAX_VERSION, MIN_VERSION, text
 from protocol.codec import MaxLen, MinLen, Range, decode
 from protocol.compute import (
@@ -49,14 +48,6 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/compute/v2.1/flavors/{flavor_id}/os-extra_specs", set_extra_specs)
     r.add_get("/compute/v2.1/flavors/{flavor_id}/os-extra_specs/{key}", show_extra_spec)
     r.add_delete("/compute/v2.1/flavors/{flavor_id}/os-extra_specs/{key}", delete_extra_spec)
-
-
-def next_links(request: web.Request, limit: int, marker: str) -> list[dict[str, str]]:
-    """Nova's `*_links`: this request again (its filters kept) from after `marker`."""
-    query = {k: v for k, v in request.query.items() if k not in ("limit", "marker")}
-    query |= {"limit": str(limit), "marker": marker}
-    href = f"{request.app[SETTINGS].gateway_url}{request.path}?{urlencode(query)}"
-    return [{"rel": "next", "href": href}]
 
 
 def base_url(request: web.Request) -> str:
@@ -185,7 +176,9 @@ async def _list(request: web.Request, *, detail: bool) -> web.Response:
     base = base_url(request)
     body: dict[str, Any] = {"flavors": [flavor_body(base, f, detail=detail) for f in found.items]}
     if found.more:
-        body["flavors_links"] = next_links(request, msg.limit, found.items[-1].id)
+        body["flavors_links"] = next_links(
+            request, request.app[SETTINGS].gateway_url, msg.limit, found.items[-1].id
+        )
     return json_response(body)
 
 

@@ -2,6 +2,7 @@
 
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
@@ -41,6 +42,14 @@ async def read_json_value(request: web.Request) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise Invalid("body", f"malformed JSON: {exc}") from None
+
+
+def next_links(request: web.Request, public_url: str, limit: int, marker: str) -> list[dict[str, str]]:
+    """The `<plural>_links` of a page Nova and Neutron return: this request again, its filters
+    kept (repeated ones too: `id=`, `fields=`), from after `marker`."""
+    query = [(k, v) for k, v in request.query.items() if k not in ("limit", "marker")]
+    query += [("limit", str(limit)), ("marker", marker)]
+    return [{"rel": "next", "href": f"{public_url}{request.path}?{urlencode(query)}"}]
 
 
 def query_bool(request: web.Request, name: str) -> bool | None:

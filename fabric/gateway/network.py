@@ -11,12 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from aiohttp import web
 
 from fabric.gateway.context import BUS, SETTINGS, authenticated
-from fabric.gateway.http import json_response, query_bool, read_json
+from fabric.gateway.http import json_response, next_links, query_bool, read_json
 from protocol.codec import MaxLen, MinLen, Range, decode
 from protocol.errors import Invalid
 from protocol.network import (
@@ -347,10 +346,8 @@ async def list_response(
     fields = request.query.getall("fields", [])
     out: dict[str, Any] = {plural: [trim(render(item), fields) for item in found.items]}
     if found.more:
-        query = [(k, v) for k, v in request.query.items() if k not in ("marker", "limit")]
-        query += [("limit", str(msg.limit)), ("marker", found.items[-1].id)]
-        href = f"{request.app[SETTINGS].gateway_url}{request.path}?{urlencode(query)}"
-        out[f"{plural}_links"] = [{"rel": "next", "href": href}]
+        public_url = request.app[SETTINGS].gateway_url
+        out[f"{plural}_links"] = next_links(request, public_url, msg.limit, found.items[-1].id)
     return json_response(out)
 
 

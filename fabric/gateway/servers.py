@@ -13,9 +13,9 @@ from typing import Annotated, Any
 
 from aiohttp import web
 
-from fabric.gateway.compute import base_url, next_links
-from fabric.gateway.context import BUS, authenticated
-from fabric.gateway.http import json_response, query_bool, query_str, read_json, read_json_value
+from fabric.gateway.compute import base_url
+from fabric.gateway.context import BUS, SETTINGS, authenticated
+from fabric.gateway.http import json_response, next_links, query_bool, query_str, read_json, read_json_value
 from fabric.gateway.image_views import iso
 from fabric.gateway.microversion import Version, version_of
 from protocol.codec import MaxLen, MinLen, Range, decode
@@ -321,7 +321,9 @@ async def _list(request: web.Request, *, detail: bool) -> web.Response:
         "servers": [server_body(base, s, ctx, version, detail=detail) for s in found.items]
     }
     if found.more:
-        body["servers_links"] = next_links(request, msg.limit, found.items[-1].id)
+        body["servers_links"] = next_links(
+            request, request.app[SETTINGS].gateway_url, msg.limit, found.items[-1].id
+        )
     return json_response(body)
 
 
