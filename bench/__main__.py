@@ -1,4 +1,5 @@
-"""`python -m bench rpc|tokens ...`: run one benchmark, print a table or one JSON object.
+"""`python -m bench rpc|tokens|boot|place|ports|webpage ...`: run one benchmark, print a table
+or one JSON object.
 
 With `--json`, stdout carries exactly one JSON object and everything else (progress, warnings,
 a child's log tail) goes to stderr, so the output can be piped straight into a tool.
@@ -103,6 +104,13 @@ def parser() -> argparse.ArgumentParser:
     )
     ports.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     ports.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
+
+    webpage = commands.add_parser(
+        "webpage", help="server create to its page through a floating IP, beside the guest's own boot"
+    )
+    webpage.add_argument("--iterations", type=_positive(int), default=3, help="runs of each (default 3)")
+    webpage.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    webpage.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     return top
 
 
@@ -140,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import ports
 
         result = uvloop.run(ports.run(args, settings))
+    elif args.command == "webpage":
+        from bench import webpage
+
+        result = uvloop.run(webpage.run(args, settings))
     elif args.command == "place":
         from bench import place
 

@@ -112,9 +112,12 @@ class ComputeApi:
     async def console(self, server_id: str) -> str:
         return str((await self.action(server_id, {"os-getConsoleOutput": {}}))["output"])
 
-    async def wait(self, server_id: str, status: str, *, timeout_s: float = 300.0) -> Server | None:
+    async def wait(
+        self, server_id: str, status: str, *, timeout_s: float = 300.0, max_pause_s: float = 1.0
+    ) -> Server | None:
         """Until the server has `status` with no task running (`DELETED`: until it is gone,
-        then None). ServerFailed if it goes to ERROR instead; TimeoutError after `timeout_s`."""
+        then None). ServerFailed if it goes to ERROR instead; TimeoutError after `timeout_s`.
+        Polls at growing intervals, up to `max_pause_s` apart."""
         deadline = time.monotonic() + timeout_s
         pause = 0.02
         while True:
@@ -130,7 +133,7 @@ class ComputeApi:
             if time.monotonic() + pause > deadline:
                 raise TimeoutError(f"server {server_id} is {server.status}, not {status}, after {timeout_s}s")
             await asyncio.sleep(pause)
-            pause = min(pause * 1.5, 1.0)
+            pause = min(pause * 1.5, max_pause_s)
 
     async def hypervisors(self) -> list[dict[str, Any]]:
         return list((await self._call("GET", "/os-hypervisors/detail"))["hypervisors"])

@@ -29,6 +29,9 @@
 #   /etc/resolv.conf); serves `<h1>hello from NAME</h1>` with busybox httpd on port 80; and once
 #   DHCP gave a lease prints `FABRIC-GUEST-READY hostname=NAME ip=ADDR`. Then it idles for ever
 #   (PID 1 never exits, so no kernel panic).
+#   `GET /cgi-bin/probe?ADDR[:PORT]` makes the guest itself fetch http://ADDR[:PORT]/ (3 s
+#   timeout) and answer `PROBE-OK <that page>` or `PROBE-FAILED ADDR: <why>`: how tests see what one
+#   guest can reach, from outside, without a shell in the guest.
 #
 # The build is cached in OUTDIR/.stamp: a hash of this script, the kernel version and the
 # kernel and busybox files it used. Runs as root (apt-get; /boot/vmlinuz-* is root-only).
@@ -86,7 +89,7 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d "$OUT/.build.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 TREE="$WORK/tree"
-mkdir -p "$TREE"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,run,tmp,etc,www,lib/modules,usr/share/udhcpc}
+mkdir -p "$TREE"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,run,tmp,etc,www/cgi-bin,lib/modules,usr/share/udhcpc}
 
 # busybox and a link for each applet, where busybox itself would put it.
 cp "$BUSYBOX" "$TREE/bin/busybox"
@@ -95,7 +98,7 @@ for applet in $("$BUSYBOX" --list-full); do
     mkdir -p "$TREE/$(dirname "$applet")"
     ln -sf /bin/busybox "$TREE/$applet"
 done
-for needed in sh mount insmod hostname ip ifconfig route udhcpc httpd sleep cat; do
+for needed in sh mount insmod hostname ip ifconfig route udhcpc httpd nc tr sed sleep cat; do
     [[ -e $TREE/bin/$needed || -e $TREE/sbin/$needed || -e $TREE/usr/bin/$needed || -e $TREE/usr/sbin/$needed ]] \
         || { log "this busybox has no $needed applet"; exit 1; }
 done
@@ -205,7 +208,23 @@ echo "FABRIC-GUEST-READY hostname=$name ip=$(cat /run/lease)"
 
 while :; do sleep 3600; done
 EOF
-chmod 755 "$TREE/init" "$TREE/usr/share/udhcpc/default.script"
+cat >"$TREE/www/cgi-bin/probe" <<'EOF'
+#!/bin/sh
+# GET /cgi-bin/probe?ADDR[:PORT]: what this guest gets from http://ADDR[:PORT]/ (busybox httpd CGI).
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin  # httpd gives a CGI no PATH
+target=$(echo "$QUERY_STRING" | tr -cd '0-9.:')
+printf 'Content-Type: text/plain\r\n\r\n'
+host=${target%%:*}
+port=80
+case "$target" in *:*) port=${target##*:} ;; esac
+# nc, not wget: Debian's static busybox wget crashes in a guest with no glibc NSS libraries.
+if reply=$(printf 'GET / HTTP/1.0\r\nHost: %s\r\n\r\n' "$target" | nc -w 3 "$host" "$port" 2>/tmp/probe.err) && [ -n "$reply" ]; then
+    echo "PROBE-OK $(echo "$reply" | sed '1,/^\r*$/d')"
+else
+    echo "PROBE-FAILED $target: $(cat /tmp/probe.err)"
+fi
+EOF
+chmod 755 "$TREE/init" "$TREE/usr/share/udhcpc/default.script" "$TREE/www/cgi-bin/probe"
 
 (cd "$TREE" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -9n >"$WORK/initrd.img"
 cp "$VMLINUZ" "$WORK/vmlinuz"

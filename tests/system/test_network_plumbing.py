@@ -125,7 +125,7 @@ def build_state(
         ),
         leases=(),
     )
-    routers = ()
+    routers: tuple[RouterPlumbing, ...] = ()
     if router:
         routers = (
             RouterPlumbing(
@@ -397,8 +397,8 @@ def settled_snapshot(state_dir: Path) -> dict[str, object]:
 def assert_unchanged(before: dict[str, object], after: dict[str, object]) -> None:
     """Equal snapshots, or the lines that differ."""
     if before != after:
-        lines = [json.dumps(snap, indent=1, sort_keys=True).splitlines() for snap in (before, after)]
-        raise AssertionError("\n".join(difflib.unified_diff(*lines, "before", "after", lineterm="", n=2)))
+        a, b = (json.dumps(snap, indent=1, sort_keys=True).splitlines() for snap in (before, after))
+        raise AssertionError("\n".join(difflib.unified_diff(a, b, "before", "after", lineterm="", n=2)))
 
 
 async def test_dhcp_gives_each_vm_its_lease_and_hostname(lab: Lab) -> None:
@@ -508,8 +508,9 @@ async def test_converge_repairs_what_was_broken(lab: Lab) -> None:
     await lab.up(state)
     before = settled_snapshot(lab.state_dir)
     old = dnsmasq_pids(lab.state_dir)
-    assert old[NET_A] is not None and old[NET_B] is not None
-    os.kill(old[NET_A], signal.SIGKILL)
+    pid_a = old[NET_A]
+    assert pid_a is not None and old[NET_B] is not None
+    os.kill(pid_a, signal.SIGKILL)
     # Network B's namespace deleted under its dnsmasq, which lives on in the nameless namespace.
     sh("ip", "netns", "del", f"qdhcp-{NET_B}")
     sh("ip", "link", "del", f"tqr-{MARK}-ra")

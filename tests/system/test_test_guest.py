@@ -4,16 +4,21 @@ It is booted with qemu directly, not libvirt, under TCG so that it needs no /dev
 user-mode networking: slirp's own DHCP server gives the lease and a host port on 127.0.0.1 is
 forwarded to the guest's port 80, so nothing leaves this machine. The test checks the three
 things the cloud's own tests will rely on: the boot marker on the serial console names the
-hostname from the kernel command line, DHCP gave a lease, and the guest's web page names it.
+hostname from the kernel command line, DHCP gave a lease, and the guest's web page names it;
+and the guest's probe page fetches what the guest itself can reach (slirp's 10.0.2.2 is the
+host's loopback), or says it cannot.
 """
 
 import http.client
+import http.server
 import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -81,8 +86,31 @@ def get(url: str) -> str | None:
         return None
 
 
+class HostPage(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"page served by the host"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def host_page() -> Iterator[int]:
+    """A page on the host's loopback, which the guest reaches as slirp's 10.0.2.2."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HostPage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
 def test_guest_boots_gets_a_lease_and_serves_its_hostname(
-    guest: tuple[Path, Path, Path], tmp_path: Path
+    guest: tuple[Path, Path, Path], tmp_path: Path, host_page: int
 ) -> None:
     qemu = shutil.which("qemu-system-x86_64")
     if qemu is None:
@@ -109,7 +137,8 @@ def test_guest_boots_gets_a_lease_and_serves_its_hostname(
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     started = time.monotonic()
     to_marker = to_ready = to_http = None
-    page = None
+    page = reached = unreached = None
+    closed = 0
     text = b""
     try:
         while time.monotonic() - started < BOOT_TIMEOUT:
@@ -131,6 +160,10 @@ def test_guest_boots_gets_a_lease_and_serves_its_hostname(
                 + ((tmp_path / "qemu.log").read_text(errors="replace")[-2000:])
             )
             time.sleep(0.25)
+        if page is not None:  # what the guest itself reaches: the host's page, and a closed port
+            reached = get(f"{url}cgi-bin/probe?10.0.2.2:{host_page}")
+            closed = free_port()
+            unreached = get(f"{url}cgi-bin/probe?10.0.2.2:{closed}")
     finally:
         if process.poll() is None:
             process.kill()  # by its PID: this qemu and nothing else
@@ -152,3 +185,5 @@ def test_guest_boots_gets_a_lease_and_serves_its_hostname(
     assert b"fabric-guest:" not in text, f"the guest's init reported a problem:\n{tail}"
     assert page is not None, f"{url} did not answer within {BOOT_TIMEOUT:.0f}s:\n{tail}"
     assert f"hello from {HOSTNAME}" in page, page
+    assert reached == "PROBE-OK page served by the host\n", reached
+    assert unreached is not None and unreached.startswith(f"PROBE-FAILED 10.0.2.2:{closed}: "), unreached
