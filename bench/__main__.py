@@ -111,6 +111,45 @@ def parser() -> argparse.ArgumentParser:
     webpage.add_argument("--iterations", type=_positive(int), default=3, help="runs of each (default 3)")
     webpage.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     webpage.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
+
+    run = commands.add_parser(
+        "run", help="a scenario (bench/scenarios/*.toml) against a cloud, with a report"
+    )
+    run.add_argument("scenario", help="a scenario's name (bench/scenarios) or a path to a .toml file")
+    run.add_argument("--concurrency", type=_positive(int), help="closed loop: iterations in flight")
+    run.add_argument("--rate", type=_positive(float), help="open loop: iterations started per second")
+    run.add_argument("--iterations", type=_positive(int), help="stop after this many iterations")
+    run.add_argument("--duration", type=_positive(float), help="or: start iterations for this many seconds")
+    run.add_argument("--max-seconds", type=_positive(float), help="hard bound on the run (default: generous)")
+    run.add_argument(
+        "--max-in-flight", type=_positive(int), default=1000, help="open loop's cap (default 1000)"
+    )
+    run.add_argument(
+        "--target", default="own", help="own (default: start a fabric), env (OS_*), or a clouds.yaml cloud"
+    )
+    run.add_argument("--hosts", type=int, help="own target: simulated hosts (fake driver) for boots")
+    run.add_argument("--host-shapes", default="", help="own target: VCPUS:RAM_MB:DISK_GB[,...] in turn")
+    run.add_argument("--spawn-latency", type=float, default=0.0, help="own target: seconds per fake spawn")
+    run.add_argument(
+        "--failure-rate", type=float, default=0.0, help="own target: fraction of spawns that fail"
+    )
+    run.add_argument("--seed", type=int, default=1, help="replays injected failures and the mix (default 1)")
+    run.add_argument("--hash-cost", choices=("production", "minimal"), default="production",
+                     help="own target: password hashing (default production)")  # fmt: skip
+    run.add_argument("--image", help="boot this image (default: a 4 KiB one made for the run)")
+    run.add_argument("--flavor", help="boot this flavor (default: the smallest)")
+    run.add_argument("--network", help="boot on this network (default: none given)")
+    run.add_argument("--image-kib", type=_positive(int), default=1024, help="image-upload-download size")
+    run.add_argument("--save", help="also write the JSON result to this file")
+    run.add_argument("--report", help="also write an HTML report (plots inline) to this file")
+    run.add_argument("--quiet", action="store_true", help="no live progress on stderr")
+    run.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    run.add_argument("-v", "--verbose", action="store_true", help="log on stderr")
+
+    compare = commands.add_parser("compare", help="a ratio table of two saved results (B/A)")
+    compare.add_argument("results", nargs=2, metavar="RESULT.json")
+    compare.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    compare.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
     return top
 
 
@@ -127,6 +166,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: bad fabric setting: {exc.message}", file=sys.stderr)
         return 2
     result: dict[str, Any]
+    if args.command == "compare":
+        from bench import compare
+
+        return compare.main(args.results, as_json=args.json)
+    if args.command == "run":
+        from bench import run
+        from bench.scenarios import BadScenario
+        from bench.target import BadTarget
+
+        try:
+            result = uvloop.run(run.run(args, settings))
+        except (BadScenario, BadTarget) as exc:
+            print(f"bench run: {exc}", file=sys.stderr)
+            return 2
+        report.emit(result, as_json=args.json)
+        return 1 if result["errors"] or result["invariant_violations"] else 0
     if args.command == "rpc":
         from bench import rpc
 

@@ -21,18 +21,16 @@ import asyncpg
 
 from bench import cpu
 from bench.cloud import Credentials, own_fabric
+from bench.invariants import OVERCOMMITTED_HOSTS
 from bench.stats import Record, nearest_rank
-from fabric.client import ApiError, Client, Server, ServerFailed
+from bench.steps import Watcher
+from fabric.client import ApiError, Client, ServerFailed
 from fabric.config import Settings
 
 log = logging.getLogger("bench")
 
 #: How often the watcher polls for changed servers (the resolution of the active_* figures).
 POLL_S = 0.05
-
-OVERCOMMITTED = """
-SELECT count(*) FROM scheduler.hosts
- WHERE used_vcpus > vcpus_limit OR used_ram_mb > ram_mb_limit OR used_disk_gb > disk_gb_limit"""
 
 
 @dataclass
@@ -60,43 +58,6 @@ async def wait_for_fleet(client: Client, hosts: int, timeout_s: float = 300) -> 
         if time.perf_counter() - began > timeout_s:
             raise RuntimeError(f"only {up} of {hosts} hosts reported within {timeout_s:.0f} s")
         await asyncio.sleep(0.2)
-
-
-class Watcher:
-    """Sees servers turn ACTIVE (or ERROR) with one `changes-since` poll every `interval_s`,
-    whatever the number in flight, as an efficient client watches many servers: polling each
-    one would put more load on the cloud than booting it. Latencies are as seen by the poll, so
-    they are late by up to `interval_s`."""
-
-    #: Look this far behind the last poll: a row's `updated_at` is its transaction's start, and
-    #: the transaction may commit after a poll that began later.
-    OVERLAP_S = 2.0
-
-    def __init__(self, client: Client, interval_s: float) -> None:
-        self.client, self.interval_s = client, interval_s
-        self.waiting: dict[str, asyncio.Future[Server]] = {}
-
-    def until_active(self, server_id: str) -> asyncio.Future[Server]:
-        future = self.waiting[server_id] = asyncio.get_running_loop().create_future()
-        return future
-
-    async def run(self) -> None:
-        since = time.time() - self.OVERLAP_S
-        while True:
-            polled_at = time.time()
-            for server in await self.client.compute.changed_since(since):
-                future = self.waiting.get(server.id)
-                if future is None or future.done() or server.task_state is not None:
-                    continue
-                if server.status == "ACTIVE":
-                    future.set_result(server)
-                elif server.status == "ERROR":
-                    future.set_exception(ServerFailed(server))
-                else:
-                    continue
-                del self.waiting[server.id]
-            since = polled_at - self.OVERLAP_S
-            await asyncio.sleep(self.interval_s)
 
 
 async def boot_one(client: Client, watcher: Watcher, run: Run, image: str, flavor: str) -> None:
@@ -175,7 +136,7 @@ async def _measure(args: Any, creds: Credentials) -> dict[str, Any]:
                 """SELECT count(*) AS n, extract(epoch FROM max(created_at) - min(created_at)) AS s
                      FROM scheduler.allocations"""
             )
-            overcommitted = await db.fetchval(OVERCOMMITTED)
+            overcommitted = await db.fetchval(OVERCOMMITTED_HOSTS)
             await _delete_all(client, result.ids, args.concurrency)
             leaked = await db.fetchval("SELECT count(*) FROM scheduler.allocations")
         finally:

@@ -16,7 +16,8 @@ import secrets
 import socket
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,18 @@ class Credentials:
     pids: dict[str, int] = field(default_factory=dict)
     #: The fabric's database, when the bench started it (for its invariant checks).
     database_url: str = ""
+    #: When each process in `pids` was started (time.perf_counter()).
+    started: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """One more fabric process beside `fabric up`: `fabric <args>`, ready once its stdout says
+    `ready` (e.g. a simulated fleet: `service compute-agent --fake-hosts N`)."""
+
+    name: str
+    args: list[str]
+    ready: str
 
 
 def free_port() -> int:
@@ -65,10 +78,16 @@ def fabric_command() -> list[str]:
 
 @asynccontextmanager
 async def own_fabric(
-    settings: Settings, *, hash_cost: str, gateways: int = 1, extra_env: Mapping[str, str] | None = None
+    settings: Settings,
+    *,
+    hash_cost: str,
+    gateways: int = 1,
+    extra_env: Mapping[str, str] | None = None,
+    services: Sequence[Service] = (),
 ) -> AsyncIterator[Credentials]:
     """A fabric on private resources until the block ends; yields the admin's credentials.
-    `extra_env`: more FABRIC_* settings (e.g. the simulated fleet's size)."""
+    `extra_env`: more FABRIC_* settings (e.g. the simulated fleet's size); `services`: more
+    processes, started in turn once the fabric is up."""
     why = why_no_vhost(settings.amqp_url)
     if why is not None:
         # The fabric's queues have fixed names (`identity`): on a shared vhost they would mix
@@ -109,6 +128,13 @@ async def own_fabric(
             async with AsyncExitStack() as procs:
                 start = _start_one if gateways == 1 else _start_scaled_out
                 creds.pids.update(await start(procs, env, port, gateways, work, logs))
+                for service in services:
+                    creds.started[service.name] = time.perf_counter()
+                    proc = await procs.enter_async_context(
+                        child(service.name, [*fabric_command(), *service.args], ready=service.ready,
+                              env=env, log_path=logs)
+                    )  # fmt: skip
+                    creds.pids[service.name] = proc.pid
                 yield creds
         except ChildFailed:
             log.error("the bench fabric failed; its log:\n%s", tail(logs))

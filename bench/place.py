@@ -21,9 +21,9 @@ from typing import Any
 import asyncpg
 
 from bench import cpu
-from bench.boot import OVERCOMMITTED
 from bench.child import child
 from bench.cloud import fabric_command, with_database
+from bench.invariants import OVERCOMMITTED_HOSTS as OVERCOMMITTED
 from bench.rabbit import private_vhost, why_no_vhost
 from bench.stats import Record
 from fabric.bus import Bus

@@ -51,7 +51,32 @@ def emit(result: dict[str, Any], *, as_json: bool) -> None:
         print(table(result))
 
 
+def run_table(result: dict[str, Any]) -> str:
+    """`bench run`: the run in a line, each operation's latency, then what went wrong."""
+    loop = f"rate {result['rate']}/s" if result["mode"] == "open" else f"concurrency {result['concurrency']}"
+    lines = [
+        f"{result['scenario']} against {result['target']}: {loop}, {result['iterations_done']}"
+        f" iterations in {result['seconds']:.1f} s ({result['iterations_per_s']}/s),"
+        f" {result['servers_per_s']} servers/s",
+        f"  {'operation':<18} {'count':>7} {'errors':>6} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9}"
+        f" {'p99.9 ms':>9} {'max ms':>9}",
+    ]
+    for name, op in result["operations"].items():
+        lines.append(
+            f"  {name:<18} {op['count']:>7} {op['errors']:>6} {op['p50_ms']:>9.1f} {op['p90_ms']:>9.1f}"
+            f" {op['p99_ms']:>9.1f} {op['p999_ms']:>9.1f} {op['max_ms']:>9.1f}"
+        )
+    lines.append(f"  errors {result['errors']} {result['errors_by_kind'] or ''}".rstrip())
+    lines.append(f"  invariant violations {result['invariant_violations']} {result['invariants']}")
+    lines.append(f"  peak RSS of the control plane {result['peak_rss_mib']} MiB; {result['processes']}")
+    if "fleet" in result:
+        lines.append(f"  fleet {result['fleet']}")
+    return "\n".join(lines)
+
+
 def table(result: dict[str, Any]) -> str:
+    if result.get("bench") == "run":
+        return run_table(result)
     if "ops" not in result:  # a scenario with its own figures (boot, place): one per line
         return "\n".join([result["bench"], *(f"  {k:<22} {v}" for k, v in result.items() if k != "bench")])
     lines = [

@@ -1,0 +1,261 @@
+"""The steps scenarios are made of: each one API operation (or a wait) a user's script would do,
+timed by the runner as an operation of its own.
+
+Steps talk only to the public OpenStack APIs through `fabric.client.Client`, so the same
+scenario runs against our gateway or any OpenStack cloud. One iteration's steps share a dict
+(`it`) for what they hand on (the server a boot made, for the wait and the delete); what the
+whole run shares, and what must be cleaned up after it, is in `Context`.
+"""
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fabric.client import ApiError, Client, Server, ServerFailed
+
+#: How often the watcher polls for changed servers: ACTIVE is seen up to this late.
+POLL_S = 0.05
+#: How long a server may take to become ACTIVE, or to go once deleted.
+WAIT_TIMEOUT_S = 120.0
+
+
+class StepFailed(Exception):
+    """A step's failure, counted under `kind` (an HTTP status, a fault, a timeout)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+class Watcher:
+    """Sees servers turn ACTIVE (or ERROR) with one `changes-since` poll every `interval_s`,
+    however many are in flight, as an efficient client watches many servers: polling each one
+    would load the cloud more than booting it does."""
+
+    #: Look this far behind the last poll: a row's `updated_at` is its transaction's start, and
+    #: the transaction may commit after a poll that began later.
+    OVERLAP_S = 2.0
+
+    def __init__(self, client: Client, interval_s: float = POLL_S) -> None:
+        self.client, self.interval_s = client, interval_s
+        self.waiting: dict[str, asyncio.Future[Server]] = {}
+
+    def until_active(self, server_id: str) -> asyncio.Future[Server]:
+        future = self.waiting[server_id] = asyncio.get_running_loop().create_future()
+        return future
+
+    async def run(self) -> None:
+        since = time.time() - self.OVERLAP_S
+        while True:
+            polled_at = time.time()
+            if self.waiting:
+                for server in await self.client.compute.changed_since(since):
+                    self._seen(server)
+                since = polled_at - self.OVERLAP_S
+            await asyncio.sleep(self.interval_s)
+
+    def _seen(self, server: Server) -> None:
+        future = self.waiting.get(server.id)
+        if future is None or future.done() or server.task_state is not None:
+            return
+        if server.status == "ACTIVE":
+            future.set_result(server)
+        elif server.status == "ERROR":
+            future.set_exception(ServerFailed(server))
+        else:
+            return
+        del self.waiting[server.id]
+
+
+@dataclass
+class Context:
+    """What a run's steps share: the client, what the set-up found or made, and what the steps
+    made and did not delete (cleaned up after the run, outside the measurement)."""
+
+    client: Client
+    watcher: Watcher
+    rng: random.Random
+    image_id: str = ""
+    flavor_id: str = ""
+    #: Networks a server is booted on (None: the cloud's default, as `server create` without --nic).
+    boot_networks: list[dict[str, str]] | None = None
+    image_data: bytes = b""
+    auth_body: dict[str, Any] = field(default_factory=dict)
+    token_to_validate: str = ""
+    servers: set[str] = field(default_factory=set)
+    deleted_servers: list[str] = field(default_factory=list)
+    networks: set[str] = field(default_factory=set)
+    images: set[str] = field(default_factory=set)
+
+    def name(self, kind: str) -> str:
+        return f"bench-{kind}-{uuid.uuid4().hex[:8]}"
+
+    def network_url(self) -> str:
+        return f"{self.client.endpoint('network')}/v2.0"
+
+
+Step = Callable[[Context, dict[str, Any]], Awaitable[None]]
+
+
+async def _api(call: Awaitable[Any]) -> Any:
+    try:
+        return await call
+    except ApiError as exc:
+        raise StepFailed(f"HTTP {exc.status}") from exc
+
+
+# --- compute -------------------------------------------------------------------------------
+
+
+async def boot_server(ctx: Context, it: dict[str, Any]) -> None:
+    fields: dict[str, Any] = {} if ctx.boot_networks is None else {"networks": ctx.boot_networks}
+    server = await _api(
+        ctx.client.compute.create_server(
+            ctx.name("server"), image=ctx.image_id, flavor=ctx.flavor_id, **fields
+        )
+    )
+    ctx.servers.add(server.id)
+    it["server"] = server.id
+    it["watch"] = ctx.watcher.until_active(server.id)  # before any poll can see it ACTIVE
+
+
+async def wait_active(ctx: Context, it: dict[str, Any]) -> None:
+    try:
+        await asyncio.wait_for(it["watch"], timeout=WAIT_TIMEOUT_S)
+    except ServerFailed as exc:
+        raise StepFailed("ERROR: " + str((exc.server.fault or {}).get("message", "no fault"))[:60]) from exc
+    except TimeoutError:
+        ctx.watcher.waiting.pop(it["server"], None)
+        raise StepFailed(f"not ACTIVE in {WAIT_TIMEOUT_S:.0f} s") from None
+    it["active"] = True
+
+
+async def delete_server(ctx: Context, it: dict[str, Any]) -> None:
+    await _api(ctx.client.compute.delete_server(it["server"]))
+    ctx.servers.discard(it["server"])
+    ctx.deleted_servers.append(it["server"])
+
+
+async def wait_deleted(ctx: Context, it: dict[str, Any]) -> None:
+    try:
+        await ctx.client.compute.wait(it["server"], "DELETED", timeout_s=WAIT_TIMEOUT_S, max_pause_s=0.2)
+    except TimeoutError:
+        raise StepFailed(f"not gone in {WAIT_TIMEOUT_S:.0f} s") from None
+
+
+async def list_servers(ctx: Context, it: dict[str, Any]) -> None:
+    await _api(ctx.client.compute.list_servers())
+
+
+# --- network -------------------------------------------------------------------------------
+
+
+async def _post(ctx: Context, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    _, _, made = await _api(ctx.client.request("POST", f"{ctx.network_url()}/{path}", body, expect=(201,)))
+    return dict(made)
+
+
+async def create_network(ctx: Context, it: dict[str, Any]) -> None:
+    made = await _post(ctx, "networks", {"network": {"name": ctx.name("net")}})
+    it["network"] = made["network"]["id"]
+    ctx.networks.add(it["network"])
+
+
+async def create_subnet(ctx: Context, it: dict[str, Any]) -> None:
+    # Every network is its own address space: the same range in each is fine.
+    body = {"subnet": {"network_id": it["network"], "cidr": "10.250.0.0/24", "ip_version": 4}}
+    it["subnet"] = (await _post(ctx, "subnets", body))["subnet"]["id"]
+
+
+async def create_port(ctx: Context, it: dict[str, Any]) -> None:
+    it["port"] = (await _post(ctx, "ports", {"port": {"network_id": it["network"]}}))["port"]["id"]
+
+
+async def delete_port(ctx: Context, it: dict[str, Any]) -> None:
+    await _api(ctx.client.request("DELETE", f"{ctx.network_url()}/ports/{it['port']}", expect=(204,)))
+
+
+async def delete_network(ctx: Context, it: dict[str, Any]) -> None:
+    url = f"{ctx.network_url()}/networks/{it['network']}"
+    await _api(ctx.client.request("DELETE", url, expect=(204,)))
+    ctx.networks.discard(it["network"])
+
+
+# --- identity ------------------------------------------------------------------------------
+
+
+async def issue_token(ctx: Context, it: dict[str, Any]) -> None:
+    await _api(ctx.client.identity.issue_token(ctx.auth_body))
+
+
+async def validate_token(ctx: Context, it: dict[str, Any]) -> None:
+    await _api(ctx.client.identity.validate_token(ctx.token_to_validate))
+
+
+# --- image ---------------------------------------------------------------------------------
+
+
+async def create_image(ctx: Context, it: dict[str, Any]) -> None:
+    made = await _api(ctx.client.image.create(ctx.name("image")))
+    it["image"] = made["id"]
+    ctx.images.add(made["id"])
+
+
+async def upload_image(ctx: Context, it: dict[str, Any]) -> None:
+    await _api(ctx.client.image.upload(it["image"], ctx.image_data))
+
+
+async def download_image(ctx: Context, it: dict[str, Any]) -> None:
+    """The whole file, read as it streams; a short or altered body is a failure."""
+    client = ctx.client
+    assert client.token is not None
+    url = f"{client.image.url}/images/{it['image']}/file"
+    got = 0
+    async with client.http.get(url, headers={"X-Auth-Token": client.token.id}) as resp:
+        if resp.status != 200:
+            raise StepFailed(f"HTTP {resp.status}")
+        async for chunk in resp.content.iter_chunked(1 << 16):
+            got += len(chunk)
+    if got != len(ctx.image_data):
+        raise StepFailed("short download")
+
+
+async def delete_image(ctx: Context, it: dict[str, Any]) -> None:
+    await _api(ctx.client.image.delete(it["image"]))
+    ctx.images.discard(it["image"])
+
+
+STEPS: dict[str, Step] = {
+    step.__name__: step
+    for step in (
+        boot_server,
+        wait_active,
+        delete_server,
+        wait_deleted,
+        list_servers,
+        create_network,
+        create_subnet,
+        create_port,
+        delete_port,
+        delete_network,
+        issue_token,
+        validate_token,
+        create_image,
+        upload_image,
+        download_image,
+        delete_image,
+    )
+}
+
+
+def needs_compute(step: str) -> bool:
+    """Steps that need servers to boot (hence hosts, an image and a flavor)."""
+    return step == "boot_server"
+
+
+def needs_image_data(step: str) -> bool:
+    return step == "upload_image"
