@@ -1,10 +1,13 @@
 """CPU time and memory of the fabric's processes, sampled through a run.
 
 A throughput figure means little without what it cost: the report carries, for each process
-the harness started (and the processes those started), CPU seconds used during the run and
-the resident set size over time, with its peak. Sampled from /proc every `interval_s` (Linux
-only; elsewhere the figures are absent). RSS is what the process holds in RAM now, shared
-libraries included, so figures of several processes add up to a little more than they use.
+the harness started (and the processes those started), and for the PostgreSQL and RabbitMQ
+servers it uses when they run on this machine, CPU seconds used during the run and memory over
+time, with its peak. Sampled from /proc every `interval_s` (Linux only; elsewhere the figures
+are absent). Memory is the proportional set size (PSS): resident memory with each shared page
+divided among the processes sharing it, so that figures of many processes (PostgreSQL's
+backends share its buffers) add up to what they really hold together, where plain RSS would
+count shared pages once per process.
 """
 
 import asyncio
@@ -26,6 +29,54 @@ def rss_mib(pid: int) -> float | None:
     except (OSError, IndexError, ValueError):
         return None
     return resident * PAGE_KIB / 1024
+
+
+def pss_mib(pid: int) -> float | None:
+    """Proportional set size of `pid` in MiB (its RSS where PSS cannot be read), or None."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return rss_mib(pid)
+
+
+def shared_services(database_url: str | None = None) -> dict[str, int]:
+    """PIDs of the PostgreSQL postmaster (from its data directory's postmaster.pid, asked of
+    the server when `database_url` is given and we may) and of RabbitMQ's Erlang VM (by its
+    command name), when they run on this machine. Read only: nothing is ever signalled."""
+    found: dict[str, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "beam.smp":
+                    found["rabbitmq"] = int(entry.name)
+                    break
+            except OSError:
+                continue
+    if database_url:
+        pid = _postmaster(database_url)
+        if pid:
+            found["postgres"] = pid
+    return found
+
+
+def _postmaster(database_url: str) -> int | None:
+    import asyncpg  # only here: procstat is otherwise plain /proc reading
+
+    async def data_directory() -> str:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return str(await conn.fetchval("SHOW data_directory"))
+        finally:
+            await conn.close()
+
+    try:
+        directory = asyncio.run(data_directory())
+        return int((Path(directory) / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError, asyncpg.PostgresError):
+        return None  # not a superuser, or the server is elsewhere
 
 
 def descendants(pid: int) -> list[int]:
@@ -61,11 +112,11 @@ class Sampler:
     _began: float = 0.0
 
     def _read(self, name: str, pid: int) -> tuple[float, float] | None:
-        """(RSS MiB, CPU seconds) of the process and its descendants."""
+        """(PSS MiB, CPU seconds) of the process and its descendants."""
         total_rss = total_cpu = 0.0
         seen = False
         for each in descendants(pid):
-            rss, cpu = rss_mib(each), process_seconds(each)
+            rss, cpu = pss_mib(each), process_seconds(each)
             if rss is None or cpu is None:
                 continue
             seen = True

@@ -131,7 +131,8 @@ async def measure(
     async with cloud.client(connections=min(connections, 1024)) as client:
         fleet_report = await register(client, pids.get("fleet"), *fleet) if fleet else None
         ctx = await set_up(client, scenario, args, cloud, own=bool(database_url))
-        sampler = procstat.Sampler(dict(pids))
+        shared = await asyncio.to_thread(procstat.shared_services, database_url) if database_url else {}
+        sampler = procstat.Sampler({**pids, **shared})
         watching = asyncio.create_task(ctx.watcher.run())
         sampling = asyncio.create_task(sampler.run())
         load_before = load_average()
@@ -306,8 +307,9 @@ def result(
 ) -> dict[str, Any]:
     seconds = outcome.seconds
     processes = sampler.summary()
-    # The control plane's peak: the most its processes held at one moment (not the sum of
-    # peaks reached at different times). The simulated fleet stands for hosts, not for it.
+    # The control plane's peak: the most its processes (the fabric's, and PostgreSQL's and
+    # RabbitMQ's when they are on this machine) held at one moment, not the sum of peaks
+    # reached at different times. The simulated fleet stands for hosts, not for it.
     series = [rss for name, rss in sampler.rss.items() if name != "fleet"]
     control_plane = max((sum(at) for at in zip(*series, strict=True)), default=0.0)
     active = outcome.steps.get("wait_active", Record()).ops

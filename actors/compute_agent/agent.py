@@ -45,6 +45,10 @@ def _context() -> Context:
     return Context(request_id=f"req-{uuid.uuid4()}", deadline=time.time() + SYNC_TIMEOUT_S)
 
 
+#: How many parts a fleet's periodic reports are spread over, evenly across the interval.
+REPORT_SLICES = 100
+
+
 class ComputeAgent(Actor):
     service = "compute-agent"
     #: Spawns take seconds on real hosts; a fleet of fake hosts wants many at once.
@@ -108,9 +112,21 @@ class ComputeAgent(Actor):
             await self.bus.publish(event, _context(), ttl_s=self.report_interval_s * 3)
 
     async def _report_forever(self) -> None:
+        """Every host at once when the agent starts, so they are placeable soon; then each slice
+        of them at its own phase of the interval, as agents started at different moments report.
+        A fleet of thousands behind one agent would otherwise land on the scheduler as one
+        burst per interval, stalling placements while it is absorbed."""
+        hosts = list(self.hosts.values())
+        await asyncio.gather(*(self.report(h) for h in hosts))
+        slices = [hosts[i::REPORT_SLICES] for i in range(min(REPORT_SLICES, len(hosts)))]
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.gather(*(self.report(h) for h in self.hosts.values()))
-            await asyncio.sleep(self.report_interval_s)
+            began = loop.time()
+            for i, part in enumerate(slices):
+                await asyncio.sleep(
+                    max(0.0, began + (i + 1) * self.report_interval_s / len(slices) - loop.time())
+                )
+                await asyncio.gather(*(self.report(h) for h in part))
 
     # --- reconciling ---------------------------------------------------------------------------
 

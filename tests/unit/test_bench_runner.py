@@ -115,7 +115,7 @@ def test_every_shipped_scenario_loads_and_the_mix_replays_with_its_seed() -> Non
         assert scenario.steps or scenario.mix, name
     assert set(scenarios.names()) >= {
         "boot-and-delete", "boot-and-list", "create-and-delete-network", "token-issue",
-        "token-validate", "image-upload-download", "mixed",
+        "token-validate", "image-upload-download", "mixed", "boot-server",
     }  # fmt: skip
     mixed = scenarios.load("mixed")
     assert mixed.boots and not scenarios.load("token-validate").boots
