@@ -134,6 +134,12 @@ def parser() -> argparse.ArgumentParser:
         "--failure-rate", type=float, default=0.0, help="own target: fraction of spawns that fail"
     )
     run.add_argument("--seed", type=int, default=1, help="replays injected failures and the mix (default 1)")
+    run.add_argument(
+        "--layout",
+        choices=("one", "split"),
+        default="one",
+        help="own target: `fabric up` (one process, default) or each actor in its own process",
+    )
     run.add_argument("--hash-cost", choices=("production", "minimal"), default="production",
                      help="own target: password hashing (default production)")  # fmt: skip
     run.add_argument("--image", help="boot this image (default: a 4 KiB one made for the run)")

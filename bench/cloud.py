@@ -84,10 +84,12 @@ async def own_fabric(
     gateways: int = 1,
     extra_env: Mapping[str, str] | None = None,
     services: Sequence[Service] = (),
+    split: Sequence[str] = (),
 ) -> AsyncIterator[Credentials]:
     """A fabric on private resources until the block ends; yields the admin's credentials.
     `extra_env`: more FABRIC_* settings (e.g. the simulated fleet's size); `services`: more
-    processes, started in turn once the fabric is up."""
+    processes, started in turn once the fabric is up; `split`: the actors to run each in a
+    process of its own (with `gateways` gateway processes) instead of `fabric up`."""
     why = why_no_vhost(settings.amqp_url)
     if why is not None:
         # The fabric's queues have fixed names (`identity`): on a shared vhost they would mix
@@ -110,6 +112,7 @@ async def own_fabric(
             FABRIC_ADMIN_PASSWORD=password,
             FABRIC_STATE_DIR=str(work / "state"),
             FABRIC_GATEWAY_HOST="127.0.0.1",
+            FABRIC_GATEWAY_PORT=str(port),  # the catalog bootstrap writes points here
             FABRIC_PUBLIC_URL="",
             FABRIC_LOG_LEVEL="INFO",
             FABRIC_COMPUTE_DRIVER="none",  # a benchmark never boots real guests unless asked
@@ -126,8 +129,11 @@ async def own_fabric(
         logs = work / "fabric.log"
         try:
             async with AsyncExitStack() as procs:
-                start = _start_one if gateways == 1 else _start_scaled_out
-                creds.pids.update(await start(procs, env, port, gateways, work, logs))
+                if gateways == 1 and not split:
+                    creds.pids.update(await _start_one(procs, env, port, work, logs))
+                else:
+                    actors = tuple(split) or ("identity",)
+                    creds.pids.update(await _start_scaled_out(procs, env, port, gateways, actors, logs))
                 for service in services:
                     creds.started[service.name] = time.perf_counter()
                     proc = await procs.enter_async_context(
@@ -145,7 +151,7 @@ async def own_fabric(
 
 
 async def _start_one(
-    procs: AsyncExitStack, env: dict[str, str], port: int, gateways: int, work: Path, logs: Path
+    procs: AsyncExitStack, env: dict[str, str], port: int, work: Path, logs: Path
 ) -> dict[str, int]:
     """`fabric up`: identity and the gateway in one process."""
     up = [*fabric_command(), "up", "--openrc", str(work / "admin-openrc"), "--port", str(port)]
@@ -154,16 +160,18 @@ async def _start_one(
 
 
 async def _start_scaled_out(
-    procs: AsyncExitStack, env: dict[str, str], port: int, gateways: int, work: Path, logs: Path
+    procs: AsyncExitStack, env: dict[str, str], port: int, gateways: int, actors: Sequence[str], logs: Path
 ) -> dict[str, int]:
-    """Identity in a process of its own, and `gateways` gateway processes sharing `port`."""
+    """Each of `actors` in a process of its own, and `gateways` gateway processes sharing
+    `port`: the deployment layout, where a process's one event loop is not shared by all."""
     fabric = fabric_command()
     await _run_once([*fabric, "bootstrap"], env, logs)
-    identity = [*fabric, "service", "identity"]
-    proc = await procs.enter_async_context(
-        child("identity", identity, ready="identity serving", env=env, log_path=logs)
-    )
-    pids = {"identity": proc.pid}
+    pids = {}
+    for actor in actors:
+        proc = await procs.enter_async_context(
+            child(actor, [*fabric, "service", actor], ready=f"{actor} serving", env=env, log_path=logs)
+        )
+        pids[actor] = proc.pid
     for i in range(1, gateways + 1):
         gateway = [*fabric, "service", "gateway", "--port", str(port)]
         proc = await procs.enter_async_context(

@@ -35,6 +35,8 @@ from fabric.config import Settings
 log = logging.getLogger("bench")
 
 FLEET = "bench-fleet"
+#: `--layout split`: each actor in a process of its own, beside one gateway process.
+SPLIT = ("identity", "image", "compute", "scheduler", "network")
 
 
 def plan_of(args: Any, scenario: Scenario) -> runner.Plan:
@@ -95,8 +97,9 @@ async def run(args: Any, settings: Settings) -> dict[str, Any]:
             ready=f"compute-agent serving {FLEET}",
         )
     ]
+    split = SPLIT if args.layout == "split" else ()
     async with own_fabric(
-        settings, hash_cost=args.hash_cost, extra_env=env, services=fleet if hosts else ()
+        settings, hash_cost=args.hash_cost, extra_env=env, services=fleet if hosts else (), split=split
     ) as creds:
         own = target.Target(
             name="own",
@@ -219,7 +222,7 @@ async def set_up(
     if any(needs_image_data(s) for s in steps):
         ctx.image_data = ctx.rng.randbytes(args.image_kib * 1024)
     if scenario.boots:
-        ctx.flavor_id = await _flavor(client, args.flavor)
+        ctx.flavor_id = await _flavor(client, args.flavor, own=own)
         ctx.image_id = await _image(client, args.image, ctx)
         if args.network:
             _, _, nets = await client.request(
@@ -231,8 +234,12 @@ async def set_up(
     return ctx
 
 
-async def _flavor(client: Client, name: str | None) -> str:
+async def _flavor(client: Client, name: str | None, *, own: bool) -> str:
     flavors = await client.compute.list_flavors()
+    if not flavors and own and not name:  # a split layout: no `fabric up` seeded the m1.* ones
+        body = {"flavor": {"name": "bench.tiny", "ram": 512, "vcpus": 1, "disk": 1}}
+        _, _, made = await client.request("POST", f"{client.compute.url}/flavors", body)
+        return str(made["flavor"]["id"])
     if name:
         found = [f for f in flavors if name in (f["name"], f["id"])]
         if not found:

@@ -46,18 +46,35 @@ def check(resource: str, used: int, more: int, limit: int) -> None:
         raise QuotaExceeded(resource, f"{limit} (requested {more}, already used {used})")
 
 
-async def take_server(tx: Connection, project_id: str, cores: int, ram: int) -> None:
-    """Count one more server, or raise QuotaExceeded naming the first resource over its limit."""
+# One more server, counted only if the new totals stay within the limits ($4..$6, -1 for none).
+# The first server of a project makes the row (its totals are checked before); later ones take
+# the row's lock through ON CONFLICT, so concurrent creates of one project queue here and the
+# check sees every earlier one. No row back: over a limit (and the row is locked for the read
+# that says which).
+TAKE_SERVER = """
+INSERT INTO compute.quota_usage AS u (project_id, instances, cores, ram) VALUES ($1, 1, $2, $3)
+ON CONFLICT (project_id) DO UPDATE
+   SET instances = u.instances + 1, cores = u.cores + $2, ram = u.ram + $3
+ WHERE ($4 < 0 OR u.instances + 1 <= $4) AND ($5 < 0 OR u.cores + $2 <= $5) AND ($6 < 0 OR u.ram + $3 <= $6)
+RETURNING true"""
+
+
+async def take_server(tx: Connection, project_id: str, cores: int, ram: int, limit: dict[str, int]) -> None:
+    """Count one more server within `limit` (the project's `limits`, read before the
+    transaction), or raise QuotaExceeded naming the first resource over its limit. One
+    statement when it fits: creating servers is the hot path."""
+    for resource, more in (("instances", 1), ("cores", cores), ("ram", ram)):
+        check(resource, 0, more, limit[resource])  # over the limit even as the first server
+    taken = await tx.fetchval(
+        TAKE_SERVER, project_id, cores, ram, limit["instances"], limit["cores"], limit["ram"]
+    )
+    if taken:
+        return
     used = await lock_usage(tx, project_id)
-    limit = await limits(tx, project_id)
     check("instances", used["instances"], 1, limit["instances"])
     check("cores", used["cores"], cores, limit["cores"])
     check("ram", used["ram"], ram, limit["ram"])
-    await tx.execute(
-        """UPDATE compute.quota_usage SET instances = instances + 1, cores = cores + $2, ram = ram + $3
-            WHERE project_id = $1""",
-        project_id, cores, ram,
-    )  # fmt: skip
+    raise AssertionError("the quota update matched no row, yet every limit holds")
 
 
 async def give_back_server(tx: Connection, project_id: str, cores: int, ram: int) -> None:

@@ -54,15 +54,16 @@ def view(r: asyncpg.Record) -> ServerView:
     )
 
 
-async def insert(tx: Connection, values: dict[str, Any]) -> bool:
-    """False when a server with this id exists already (a retried create)."""
-    done: str = await tx.execute(
-        """INSERT INTO compute.servers (id, name, project_id, user_id, vm_state, task_state,
+async def insert(tx: Connection, values: dict[str, Any]) -> asyncpg.Record | None:
+    """The new server's row; None when a server with this id exists already (a retried create)."""
+    return await tx.fetchrow(
+        f"""INSERT INTO compute.servers (id, name, project_id, user_id, vm_state, task_state,
                 availability_zone, flavor, vcpus, ram_mb, disk_gb, image_id, spawn, key_name,
                 metadata, group_id, description, ports, addresses)
             VALUES ($1, $2, $3, $4, 'building', 'scheduling', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
                     $15, $16, $17)
-            ON CONFLICT (id) DO NOTHING""",
+            ON CONFLICT (id) DO NOTHING
+            RETURNING {COLUMNS}""",
         values["id"], values["name"], values["project_id"], values["user_id"],
         values["availability_zone"], orjson.dumps(values["flavor"]).decode(), values["vcpus"],
         values["ram_mb"], values["disk_gb"], values["image_id"], orjson.dumps(values["spawn"]).decode(),
@@ -70,7 +71,6 @@ async def insert(tx: Connection, values: dict[str, Any]) -> bool:
         values["description"], orjson.dumps(values["ports"]).decode(),
         orjson.dumps(values["addresses"]).decode(),
     )  # fmt: skip
-    return done.endswith(" 1")
 
 
 async def get(conn: Connection, server_id: str) -> asyncpg.Record | None:

@@ -168,15 +168,16 @@ class Servers(ServiceActor):
         }
         try:
             async with self.store.transaction() as tx:
-                created = await server_sql.insert(tx, values)
-                if created:
-                    await quota_sql.take_server(tx, ctx.project_id or "", flavor.vcpus, flavor.ram)
-                row = await server_sql.get(tx, msg.server_id)
+                row = created = await server_sql.insert(tx, values)
+                if created is not None:
+                    await quota_sql.take_server(tx, ctx.project_id or "", flavor.vcpus, flavor.ram, limits)
+                else:
+                    row = await server_sql.get(tx, msg.server_id)
         except BaseException:
             await nics.release_ports(self.bus, ports, service_context(ctx.request_id))
             raise
         assert row is not None
-        if created:  # after commit: never announce a row that could still roll back
+        if created is not None:  # after commit: never announce a row that could still roll back
             await self.bus.cast(self.queue, ScheduleServer(server_id=msg.server_id), ctx)
         return server_sql.view(self._visible(row, ctx, msg.server_id))
 

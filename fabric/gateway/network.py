@@ -313,11 +313,13 @@ BOOLEAN_FILTERS = {"shared", "external"}
 def _list_message(request: web.Request, filters: dict[str, str], cls: type[Any]) -> Any:
     query: dict[str, Any] = {}
     for name, target in filters.items():
+        if name != "id" and len(request.query.getall(name, [])) > 1:  # Neutron ORs them: never AND
+            raise Invalid(name, "given more than once: one value per filter (and any number of id)")
         if name in request.query:
             query[target] = query_bool(request, name) if target in BOOLEAN_FILTERS else request.query[name]
     ids = request.query.getall("id", [])
     if ids:
-        query["ids"] = tuple(ids)
+        query["ids"] = ids  # a list, as in a JSON body
     if "limit" in request.query:
         limit = request.query["limit"]
         if not limit.isdigit() or int(limit) < 1:

@@ -176,6 +176,10 @@ async def test_list_filters_and_pages(neutron: Neutron) -> None:
     assert {n["id"] for n in page["networks"] + rest["networks"]} == {n["id"] for n in made}
     status, external = await neutron.call("GET", "/networks?router:external=True")
     assert all(n["router:external"] for n in external["networks"])
+    status, both = await neutron.call("GET", f"/networks?id={made[0]['id']}&id={made[1]['id']}")
+    assert status == 200 and {n["id"] for n in both["networks"]} == {made[0]["id"], made[1]["id"]}, both
+    status, refused = await neutron.call("GET", f"/networks?name={name}&name=other")
+    assert status == 400 and "name" in refused["NeutronError"]["message"], refused
 
 
 async def test_ports_made_at_once_never_share_an_address(neutron: Neutron) -> None:

@@ -305,6 +305,12 @@ async def test_quotas_are_checked_and_negative_ones_refused(
     await user.wait(first["id"], "DELETED")
     status, detail = await user.nova("GET", f"/os-quota-sets/{member.project_id}/detail")
     assert detail["quota_set"]["instances"] == {"limit": 1, "in_use": 0, "reserved": 0}
+    # A limit the project's very first server would already pass names its resource too.
+    await api.nova("PUT", f"/os-quota-sets/{member.project_id}", {"quota_set": {"cores": 0}})
+    status, answer = await user.nova(
+        "POST", "/servers", {"server": {"name": "three", "imageRef": image["id"], "flavorRef": flavor["id"]}}
+    )
+    assert status == 413 and "cores" in answer["overLimit"]["message"], answer
 
 
 async def test_keypairs_import_generate_and_conflict(api: Api) -> None:
