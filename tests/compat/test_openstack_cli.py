@@ -14,7 +14,16 @@ from typing import Any
 import pytest
 
 from fabric.config import Settings
-from tests.support import FABRIC, Processes, can_manage_rabbitmq, fabric_env, free_port, isolated, wait_http
+from tests.support import (
+    FABRIC,
+    ROOT,
+    Processes,
+    can_manage_rabbitmq,
+    fabric_env,
+    free_port,
+    isolated,
+    wait_http,
+)
 
 pytestmark = [pytest.mark.compat, pytest.mark.postgres, pytest.mark.amqp]
 OPENSTACK = Path(sys.executable).parent / "openstack"
@@ -395,3 +404,20 @@ async def test_server_on_a_network_with_a_floating_ip(cli: Cli, tmp_path: Path) 
     await cli.run("router", "remove", "subnet", f"compat-fip-router-{s}", f"compat-fip-lan-sub-{s}")
     await cli.run("router", "delete", f"compat-fip-router-{s}")
     await cli.run("network", "delete", f"compat-fip-lan-{s}", f"compat-fip-ext-{s}")
+
+
+async def test_the_bench_harness_measures_this_cloud_like_any_other(cli: Cli) -> None:
+    """`bench run --target env` takes the openrc's OS_* variables, as it would for any OpenStack
+    cloud: boots and deletes through the public APIs only, then checks through them that
+    nothing of its servers stayed."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench", "run", "boot-and-delete", "--target", "env", "--iterations", "4",
+        "--concurrency", "2", "--flavor", "m1.tiny", "--json", "--quiet",
+        env=cli.env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 180)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    result = json.loads(out)
+    assert (result["target"], result["iterations_done"], result["errors"]) == ("env", 4, 0), result
+    assert result["invariants"] == {"stuck_servers": 0, "leaked_servers": 0, "leaked_ports": 0}
+    assert result["processes"] == {} and "fleet" not in result  # nothing of its own to sample
