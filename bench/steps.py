@@ -37,16 +37,27 @@ class Watcher:
     would load the cloud more than booting it does."""
 
     #: Look this far behind the last poll: a row's `updated_at` is its transaction's start, and
-    #: the transaction may commit after a poll that began later.
-    OVERLAP_S = 2.0
+    #: the transaction may commit after a poll that began later. Short, because every server
+    #: changed inside the window is sent again on every poll (with 64 boots in flight, a 2 s
+    #: window made the cloud render each server ~40 times); a transaction that commits later
+    #: than this is caught by asking for the server itself (`RECHECK_S`).
+    OVERLAP_S = 0.5
+    #: A server waited on this long without being seen settled is asked for by id.
+    RECHECK_S = 5.0
 
     def __init__(self, client: Client, interval_s: float = POLL_S) -> None:
         self.client, self.interval_s = client, interval_s
         self.waiting: dict[str, asyncio.Future[Server]] = {}
+        self._asked: dict[str, float] = {}
 
     def until_active(self, server_id: str) -> asyncio.Future[Server]:
         future = self.waiting[server_id] = asyncio.get_running_loop().create_future()
+        self._asked[server_id] = time.monotonic()
         return future
+
+    def forget(self, server_id: str) -> None:
+        self.waiting.pop(server_id, None)
+        self._asked.pop(server_id, None)
 
     async def run(self) -> None:
         since = time.time() - self.OVERLAP_S
@@ -56,7 +67,17 @@ class Watcher:
                 for server in await self.client.compute.changed_since(since):
                     self._seen(server)
                 since = polled_at - self.OVERLAP_S
+                await self._recheck()
             await asyncio.sleep(self.interval_s)
+
+    async def _recheck(self) -> None:
+        now = time.monotonic()
+        late = [i for i, asked in self._asked.items() if now - asked > self.RECHECK_S and i in self.waiting]
+        for server_id in late:
+            self._asked[server_id] = now
+        for server in await asyncio.gather(*(self.client.compute.get_server(i) for i in late)):
+            if server is not None:
+                self._seen(server)
 
     def _seen(self, server: Server) -> None:
         future = self.waiting.get(server.id)
@@ -69,6 +90,7 @@ class Watcher:
         else:
             return
         del self.waiting[server.id]
+        self._asked.pop(server.id, None)
 
 
 @dataclass
@@ -129,7 +151,7 @@ async def wait_active(ctx: Context, it: dict[str, Any]) -> None:
     except ServerFailed as exc:
         raise StepFailed("ERROR: " + str((exc.server.fault or {}).get("message", "no fault"))[:60]) from exc
     except TimeoutError:
-        ctx.watcher.waiting.pop(it["server"], None)
+        ctx.watcher.forget(it["server"])
         raise StepFailed(f"not ACTIVE in {WAIT_TIMEOUT_S:.0f} s") from None
     it["active"] = True
 
