@@ -72,7 +72,7 @@ async def boot_one(client: Client, watcher: Watcher, run: Run, image: str, flavo
     run.accept.add(time.perf_counter() - began)
     run.ids.append(server.id)
     try:
-        await asyncio.wait_for(watcher.until_active(server.id), timeout=120)
+        await asyncio.wait_for(watcher.until(server.id, "ACTIVE"), timeout=120)
     except ServerFailed as exc:
         run.active.fail((exc.server.fault or {}).get("message", "ERROR")[:60])
         return

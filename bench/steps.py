@@ -32,9 +32,10 @@ class StepFailed(Exception):
 
 
 class Watcher:
-    """Sees servers turn ACTIVE (or ERROR) with one `changes-since` poll every `interval_s`,
-    however many are in flight, as an efficient client watches many servers: polling each one
-    would load the cloud more than booting it does."""
+    """Sees servers turn ACTIVE (or ERROR), or go, with one `changes-since` poll every
+    `interval_s`, however many are in flight, as an efficient client watches many servers:
+    polling each one would load the cloud more than booting it does. (Nova, and the fabric,
+    list a server deleted since then as DELETED.)"""
 
     #: Look this far behind the last poll: a row's `updated_at` is its transaction's start, and
     #: the transaction may commit after a poll that began later. Short, because every server
@@ -42,16 +43,21 @@ class Watcher:
     #: window made the cloud render each server ~40 times); a transaction that commits later
     #: than this is caught by asking for the server itself (`RECHECK_S`).
     OVERLAP_S = 0.5
-    #: A server waited on this long without being seen settled is asked for by id.
+    #: A server waited on this long without being seen to arrive is asked for by id.
     RECHECK_S = 5.0
 
     def __init__(self, client: Client, interval_s: float = POLL_S) -> None:
         self.client, self.interval_s = client, interval_s
-        self.waiting: dict[str, asyncio.Future[Server]] = {}
+        #: Server id -> (the status waited for: ACTIVE or DELETED, its future).
+        self.waiting: dict[str, tuple[str, asyncio.Future[Server | None]]] = {}
         self._asked: dict[str, float] = {}
 
-    def until_active(self, server_id: str) -> asyncio.Future[Server]:
-        future = self.waiting[server_id] = asyncio.get_running_loop().create_future()
+    def until(self, server_id: str, status: str) -> asyncio.Future[Server | None]:
+        """Resolves with the server once ACTIVE (ServerFailed if it goes to ERROR), or with
+        None once it is gone (`status` DELETED). Ask before the request that starts the change,
+        so that no poll can see it happen unwatched."""
+        future: asyncio.Future[Server | None] = asyncio.get_running_loop().create_future()
+        self.waiting[server_id] = (status, future)
         self._asked[server_id] = time.monotonic()
         return future
 
@@ -65,7 +71,7 @@ class Watcher:
             polled_at = time.time()
             if self.waiting:
                 for server in await self.client.compute.changed_since(since):
-                    self._seen(server)
+                    self._seen(server.id, server)
                 since = polled_at - self.OVERLAP_S
                 await self._recheck()
             await asyncio.sleep(self.interval_s)
@@ -75,22 +81,30 @@ class Watcher:
         late = [i for i, asked in self._asked.items() if now - asked > self.RECHECK_S and i in self.waiting]
         for server_id in late:
             self._asked[server_id] = now
-        for server in await asyncio.gather(*(self.client.compute.get_server(i) for i in late)):
-            if server is not None:
-                self._seen(server)
+        found = await asyncio.gather(*(self.client.compute.get_server(i) for i in late))
+        for server_id, server in zip(late, found, strict=True):
+            self._seen(server_id, server)
 
-    def _seen(self, server: Server) -> None:
-        future = self.waiting.get(server.id)
-        if future is None or future.done() or server.task_state is not None:
+    def _seen(self, server_id: str, server: Server | None) -> None:
+        """`server` None: it is gone."""
+        entry = self.waiting.get(server_id)
+        if entry is None or entry[1].done():
             return
-        if server.status == "ACTIVE":
+        wanted, future = entry
+        if server is None or server.status == "DELETED":
+            if wanted == "DELETED":
+                future.set_result(None)
+            else:
+                future.set_exception(LookupError(f"server {server_id} is gone"))
+        elif wanted == "DELETED" or server.task_state is not None:
+            return
+        elif server.status == "ACTIVE":
             future.set_result(server)
         elif server.status == "ERROR":
             future.set_exception(ServerFailed(server))
         else:
             return
-        del self.waiting[server.id]
-        self._asked.pop(server.id, None)
+        self.forget(server_id)
 
 
 @dataclass
@@ -142,7 +156,7 @@ async def boot_server(ctx: Context, it: dict[str, Any]) -> None:
     )
     ctx.servers.add(server.id)
     it["server"] = server.id
-    it["watch"] = ctx.watcher.until_active(server.id)  # before any poll can see it ACTIVE
+    it["watch"] = ctx.watcher.until(server.id, "ACTIVE")  # before any poll can see it ACTIVE
 
 
 async def wait_active(ctx: Context, it: dict[str, Any]) -> None:
@@ -150,6 +164,8 @@ async def wait_active(ctx: Context, it: dict[str, Any]) -> None:
         await asyncio.wait_for(it["watch"], timeout=WAIT_TIMEOUT_S)
     except ServerFailed as exc:
         raise StepFailed("ERROR: " + str((exc.server.fault or {}).get("message", "no fault"))[:60]) from exc
+    except LookupError:
+        raise StepFailed("gone before it was ACTIVE") from None
     except TimeoutError:
         ctx.watcher.forget(it["server"])
         raise StepFailed(f"not ACTIVE in {WAIT_TIMEOUT_S:.0f} s") from None
@@ -157,15 +173,21 @@ async def wait_active(ctx: Context, it: dict[str, Any]) -> None:
 
 
 async def delete_server(ctx: Context, it: dict[str, Any]) -> None:
-    await _api(ctx.client.compute.delete_server(it["server"]))
+    it["gone"] = ctx.watcher.until(it["server"], "DELETED")
+    try:
+        await _api(ctx.client.compute.delete_server(it["server"]))
+    except StepFailed:
+        ctx.watcher.forget(it["server"])
+        raise
     ctx.servers.discard(it["server"])
     ctx.deleted_servers.append(it["server"])
 
 
 async def wait_deleted(ctx: Context, it: dict[str, Any]) -> None:
     try:
-        await ctx.client.compute.wait(it["server"], "DELETED", timeout_s=WAIT_TIMEOUT_S, max_pause_s=0.2)
+        await asyncio.wait_for(it["gone"], timeout=WAIT_TIMEOUT_S)
     except TimeoutError:
+        ctx.watcher.forget(it["server"])
         raise StepFailed(f"not gone in {WAIT_TIMEOUT_S:.0f} s") from None
 
 

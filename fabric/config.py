@@ -65,6 +65,8 @@ class Settings:
     saga_step_timeout_s: Annotated[float, Range(1.0, 86400.0)] = 60.0
     #: A server still building after this long goes to ERROR.
     build_timeout_s: Annotated[float, Range(1.0, 86400.0)] = 600.0
+    #: How long a deleted server is still listed (as DELETED) by `changes-since`.
+    deleted_server_retention_s: Annotated[float, Range(0.0, 365 * 86400.0)] = 86400.0
     #: This machine's compute host: its name, driver, and zone. `none`: `fabric up` runs no
     #: real host (simulated ones still, with `fake_hosts`).
     compute_host: str = ""

@@ -9,7 +9,8 @@ replayed event moves nothing.
                         └── no valid host ──► error ◄──┘ failed (none left), or timed out
     active ──stop──► active/powering-off ──► stopped ──start──► stopped/powering-on ──► active
     active ──reboot──► active/rebooting(_hard) ──► active
-    any ──delete──► <state>/deleting ──guest destroyed, allocation released──► (row gone)
+    any ──delete──► <state>/deleting ──guest destroyed, allocation released──► deleted (a row
+    kept apart for `deleted_server_retention_s`, seen only by `changes-since` and the DELETED filter)
 """
 
 from enum import IntEnum, StrEnum
@@ -22,6 +23,8 @@ class VmState(StrEnum):
     ACTIVE = "active"
     STOPPED = "stopped"
     ERROR = "error"
+    #: Only ever read back from compute.deleted_servers: a live row is never in it.
+    DELETED = "deleted"
 
 
 class Task(StrEnum):
@@ -52,6 +55,8 @@ def status(vm_state: str, task_state: str | None) -> str:
         return "ACTIVE"
     if vm_state == VmState.STOPPED:
         return "SHUTOFF"
+    if vm_state == VmState.DELETED:
+        return "DELETED"
     return "ERROR"
 
 
@@ -61,6 +66,7 @@ STATUS_FILTER: dict[str, tuple[str, str | None]] = {
     "ACTIVE": (VmState.ACTIVE, None),
     "SHUTOFF": (VmState.STOPPED, None),
     "ERROR": (VmState.ERROR, None),
+    "DELETED": (VmState.DELETED, None),
     "REBOOT": (VmState.ACTIVE, Task.REBOOTING),
     "HARD_REBOOT": (VmState.ACTIVE, Task.REBOOTING_HARD),
 }

@@ -22,6 +22,15 @@ COLUMNS = """id, name, description, project_id, user_id, vm_state, task_state, p
     extract(epoch FROM updated_at) AS updated, extract(epoch FROM launched_at) AS launched"""
 
 
+#: Live servers and, as vm_state `deleted` with their deletion as `updated_at`, the deleted ones
+#: still kept: what `changes-since` and the DELETED status filter read.
+WITH_DELETED = """(SELECT * FROM compute.servers
+    UNION ALL
+    SELECT (jsonb_populate_record(NULL::compute.servers, d.row || jsonb_build_object(
+               'vm_state', 'deleted', 'task_state', NULL, 'updated_at', d.deleted_at))).*
+      FROM compute.deleted_servers d) AS servers"""
+
+
 def view(r: asyncpg.Record) -> ServerView:
     fault = orjson.loads(r["fault"]) if r["fault"] else None
     return ServerView(
@@ -90,6 +99,9 @@ async def list_servers(
     marker: str | None,
     limit: int,
 ) -> list[asyncpg.Record]:
+    """Deleted servers are in only when asked for by `changes_since` or the deleted status."""
+    deleted = changes_since is not None or (status is not None and status[0] == "deleted")
+    source = WITH_DELETED if deleted else "compute.servers"
     where: list[str] = []
     args: list[Any] = []
 
@@ -115,10 +127,10 @@ async def list_servers(
         where.append(f"updated_at >= to_timestamp({arg(changes_since)})")
     if marker is not None:
         m = arg(marker)
-        where.append(f"(created_at, id) < (SELECT created_at, id FROM compute.servers WHERE id = {m})")
+        where.append(f"(created_at, id) < (SELECT created_at, id FROM {source} WHERE id = {m})")
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     order = f"ORDER BY created_at DESC, id DESC LIMIT {arg(limit)}"
-    return await conn.fetch(f"SELECT {COLUMNS} FROM compute.servers {clause} {order}", *args)
+    return await conn.fetch(f"SELECT {COLUMNS} FROM {source} {clause} {order}", *args)
 
 
 async def exists(conn: Connection, server_id: str) -> bool:
@@ -211,12 +223,24 @@ async def begin_delete(tx: Connection, server_id: str) -> asyncpg.Record | None:
 
 
 async def remove(tx: Connection, server_id: str) -> asyncpg.Record | None:
-    """Delete the row of a server being deleted; its usage, for the quota."""
+    """Delete the row of a server being deleted, keeping it as deleted (`WITH_DELETED`); its
+    usage, for the quota."""
     return await tx.fetchrow(
-        """DELETE FROM compute.servers WHERE id = $1 AND task_state = 'deleting'
-            RETURNING project_id, vcpus, ram_mb""",
+        """WITH gone AS (DELETE FROM compute.servers WHERE id = $1 AND task_state = 'deleting'
+                         RETURNING *),
+                kept AS (INSERT INTO compute.deleted_servers (id, project_id, row)
+                         SELECT id, project_id, to_jsonb(gone) FROM gone ON CONFLICT (id) DO NOTHING)
+           SELECT project_id, vcpus, ram_mb FROM gone""",
         server_id,
     )
+
+
+async def purge_deleted(tx: Connection, older_than_s: float) -> int:
+    done: str = await tx.execute(
+        "DELETE FROM compute.deleted_servers WHERE deleted_at < now() - make_interval(secs => $1)",
+        older_than_s,
+    )
+    return int(done.split()[-1])
 
 
 async def stale(tx: Connection, older_than_s: float, limit: int) -> list[asyncpg.Record]:

@@ -456,9 +456,11 @@ class Servers(ServiceActor):
                 log.warning("reaping failed; trying again later", extra={"error": str(exc)})
 
     async def reap(self) -> int:
-        """Drive again every saga step that has not moved for the step timeout."""
+        """Drive again every saga step that has not moved for the step timeout; forget deleted
+        servers kept past their retention."""
         async with self.store.transaction() as tx:
             rows = await server_sql.stale(tx, self.settings.saga_step_timeout_s, REAP_BATCH)
+            await server_sql.purge_deleted(tx, self.settings.deleted_server_retention_s)
         for row in rows:
             await self._redrive(row, service_context())
         return len(rows)

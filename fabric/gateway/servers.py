@@ -307,7 +307,7 @@ def _list_message(request: web.Request, ctx: Context) -> ListServers:
     if project is not None:
         query["project_id"] = project
     if query_bool(request, "deleted"):
-        query["status"] = "DELETED"  # deleted servers are gone here: an empty list
+        query["status"] = "DELETED"  # the deleted servers still kept (deleted_server_retention_s)
     return decode(ListServers, query, path="query")
 
 

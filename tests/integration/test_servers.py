@@ -110,10 +110,22 @@ async def test_boot_stop_start_reboot_console_delete(api: Api, admin: Client) ->
     )
     assert status == 200 and one["output"].count("\n") == 1
 
+    since = server["created"]
     assert (await api.nova("DELETE", f"/servers/{server['id']}"))[0] == 204
     await api.wait(server["id"], "DELETED")
     status, body = await api.nova("GET", f"/servers/{server['id']}")
     assert status == 404 and body["itemNotFound"]["code"] == 404
+    # Gone from lists, but a client catching up on changes sees it go, as in Nova.
+    status, listed = await api.nova("GET", f"/servers/detail?name={server['name']}")
+    assert listed["servers"] == []
+    status, changed = await api.nova("GET", f"/servers/detail?changes-since={since}&name={server['name']}")
+    assert status == 200 and [(s["id"], s["status"]) for s in changed["servers"]] == [
+        (server["id"], "DELETED")
+    ]
+    assert changed["servers"][0]["OS-EXT-STS:vm_state"] == "deleted"
+    assert changed["servers"][0]["updated"] >= since
+    status, deleted = await api.nova("GET", f"/servers/detail?deleted=True&name={server['name']}")
+    assert [s["id"] for s in deleted["servers"]] == [server["id"]]
 
 
 async def test_hypervisors_and_zones_show_the_fleet(api: Api) -> None:
@@ -201,6 +213,8 @@ async def test_projects_cannot_see_or_touch_each_others_servers(
     assert status == 200 and mine["id"] in {s["id"] for s in listed["servers"]}
     await api.nova("DELETE", f"/servers/{mine['id']}")
     await api.wait(mine["id"], "DELETED")
+    status, changed = await other.nova("GET", f"/servers/detail?changes-since={mine['created']}")
+    assert status == 200 and mine["id"] not in {s["id"] for s in changed["servers"]}  # not theirs
 
 
 async def test_a_reader_cannot_create(cloud: Cloud, api: Api, admin: Client, member: Member) -> None:  # noqa: F811
