@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import orjson
+import pytest
 
 from fabric.config import Settings, load_settings
 
@@ -38,6 +39,29 @@ def free_port() -> int:
 def with_database(dsn: str, name: str) -> str:
     parts = urlsplit(dsn)
     return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(prefix: str) -> AsyncIterator[str]:
+    """A new, empty database of the test's own (`<prefix>_<pid>_<random>`), dropped afterwards;
+    the test is skipped, saying why, when PostgreSQL cannot be reached."""
+    import asyncpg
+
+    from fabric.store import drop_database, ensure_database
+
+    base = base_settings().database_url
+    try:
+        conn = await asyncpg.connect(with_database(base, "postgres"), timeout=3)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        parts = urlsplit(base)
+        pytest.skip(f"PostgreSQL is unreachable at {parts.hostname}:{parts.port}: {exc!r}")
+    await conn.close()
+    dsn = with_database(base, f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}")
+    await ensure_database(dsn)
+    try:
+        yield dsn
+    finally:
+        await drop_database(dsn)
 
 
 def with_vhost(url: str, vhost: str) -> str:

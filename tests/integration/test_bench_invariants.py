@@ -6,7 +6,6 @@ one fault at a time, each of which must show in its own count and in no other.
 `check_api` is run against the suite's in-process cloud, with a real server and ports.
 """
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,8 +16,8 @@ import pytest
 from bench.invariants import CHECKS, check, check_api, violations
 from fabric.client import Client
 from fabric.compose import ACTORS
-from fabric.store import drop_database, ensure_database, migrate
-from tests.support import base_settings, with_database
+from fabric.store import migrate
+from tests.support import scratch_database
 
 #: The counts the harness relies on: none may disappear from the report.
 REQUIRED = {
@@ -225,30 +224,13 @@ FAULTS: list[tuple[str, list[str], dict[str, int]]] = [
 ]
 
 
-async def why_unreachable(dsn: str) -> str | None:
-    try:
-        conn = await asyncpg.connect(with_database(dsn, "postgres"), timeout=3)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        return f"PostgreSQL is unreachable: {exc!r}"
-    await conn.close()
-    return None
-
-
 @pytest.fixture(scope="module")
 async def database() -> AsyncIterator[str]:
     """A database of this module's own with every actor's schema, dropped at the end."""
-    base = base_settings().database_url
-    why = await why_unreachable(base)
-    if why:
-        pytest.skip(why)
-    dsn = with_database(base, f"fabric_invariants_{os.getpid()}_{uuid.uuid4().hex[:6]}")
-    await ensure_database(dsn)
-    try:
+    async with scratch_database("fabric_invariants") as dsn:
         for spec in ACTORS.values():
             await migrate(dsn, spec.schema, spec.migrations)
         yield dsn
-    finally:
-        await drop_database(dsn)
 
 
 async def build(dsn: str, faults: list[str]) -> None:
@@ -297,13 +279,7 @@ def test_every_check_is_exercised_by_a_fault() -> None:
 async def test_absent_services_count_nothing_and_crash_nothing() -> None:
     """A fabric whose network (or compute) never ran has none of its tables: those checks are 0,
     the others still count."""
-    base = base_settings().database_url
-    why = await why_unreachable(base)
-    if why:
-        pytest.skip(why)
-    dsn = with_database(base, f"fabric_invariants_part_{os.getpid()}_{uuid.uuid4().hex[:6]}")
-    await ensure_database(dsn)
-    try:
+    async with scratch_database("fabric_invariants_part") as dsn:
         assert await check(dsn) == dict.fromkeys(CHECKS, 0)
         await migrate(dsn, "scheduler", ACTORS["scheduler"].migrations)
         conn = await asyncpg.connect(dsn)
@@ -318,8 +294,6 @@ async def test_absent_services_count_nothing_and_crash_nothing() -> None:
         # Over its limit, and its usage is not its (absent) allocations'.
         expected = {"overcommitted_hosts": 1, "host_usage_drift": 1}
         assert await check(dsn) == dict.fromkeys(CHECKS, 0) | expected
-    finally:
-        await drop_database(dsn)
 
 
 # --- the public API --------------------------------------------------------------------------

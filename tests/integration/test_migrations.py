@@ -12,13 +12,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
-from fabric.store import drop_database, ensure_database, migrate
-from tests.support import ROOT, base_settings, with_database
+from fabric.store import migrate
+from tests.support import ROOT, scratch_database
 
 pytestmark = pytest.mark.postgres
 
@@ -42,28 +41,10 @@ print(json.dumps({"applied": applied, "began": began, "ended": time.time()}))
 """
 
 
-async def why_unreachable(dsn: str) -> str | None:
-    parts = urlsplit(dsn)
-    try:
-        conn = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")), timeout=3)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        return f"PostgreSQL is unreachable at {parts.hostname}:{parts.port}: {exc!r}"
-    await conn.close()
-    return None
-
-
 @pytest.fixture(scope="module")
 async def database() -> AsyncIterator[str]:
-    base = base_settings().database_url
-    why = await why_unreachable(base)
-    if why:
-        pytest.skip(why)
-    dsn = with_database(base, f"fabric_migrations_{os.getpid()}_{uuid.uuid4().hex[:6]}")
-    await ensure_database(dsn)
-    try:
+    async with scratch_database("fabric_migrations") as dsn:
         yield dsn
-    finally:
-        await drop_database(dsn)
 
 
 @pytest.fixture

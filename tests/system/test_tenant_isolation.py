@@ -11,7 +11,6 @@ addresses; a floating IP, being public, reaches across.
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,24 +20,16 @@ import pytest
 from fabric import seed
 from fabric.client import Client
 from fabric.compose import Cloud
-from fabric.config import Settings
 from tests.system.guest_network import (
     NetworkApi,
     diagnose,
     fetch_from_outside,
-    networked_cloud,
     probe,
     wait_for_host,
     wait_ready,
 )
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
-
-
-@pytest.fixture
-async def cloud(settings: Settings, compute_dir: Path, tmp_path: Path) -> AsyncIterator[Cloud]:
-    async with networked_cloud(settings, compute_dir, tmp_path) as running:
-        yield running
 
 
 @dataclass
@@ -104,7 +95,8 @@ async def page_through(guest: Guest, timeout_s: float = 60.0) -> str:
     return ""
 
 
-async def test_tenant_networks_are_isolated_and_a_network_is_shared(cloud: Cloud) -> None:
+async def test_tenant_networks_are_isolated_and_a_network_is_shared(web_cloud: Cloud) -> None:
+    cloud = web_cloud
     s = cloud.settings
     suffix = uuid.uuid4().hex[:6]
     async with Client.for_admin(s) as admin:

@@ -11,7 +11,6 @@ kernel. Skips (saying why) where libvirt or network namespaces cannot be used.
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,13 +18,11 @@ import pytest
 from fabric import seed
 from fabric.client import Client
 from fabric.compose import Cloud
-from fabric.config import Settings
 from tests.system.guest_network import (
     NetworkApi,
     diagnose,
     fetch_from_outside,
     kernel_objects,
-    networked_cloud,
     wait_for_host,
     wait_ready,
 )
@@ -33,13 +30,8 @@ from tests.system.guest_network import (
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
 
 
-@pytest.fixture
-async def cloud(settings: Settings, compute_dir: Path, tmp_path: Path) -> AsyncIterator[Cloud]:
-    async with networked_cloud(settings, compute_dir, tmp_path) as running:
-        yield running
-
-
-async def test_a_vms_page_through_its_floating_ip(cloud: Cloud) -> None:
+async def test_a_vms_page_through_its_floating_ip(web_cloud: Cloud) -> None:
+    cloud = web_cloud
     s = cloud.settings
     async with Client.for_admin(s) as client:
         assert client.token is not None
