@@ -13,7 +13,10 @@ The driver is `nova.virt.fake.FakeDriver` (spawn and destroy are bookkeeping, ea
 - `init_host` reports `UPSTREAM_NODES` nodes, named `upstream-node-0000`...: the fake driver's
   `_set_nodes` hook, which nova's functional tests use for the same purpose;
 - each node's uuid is derived from its name. The fake driver draws them from a uuid sentinel,
-  new in each process, so a restarted nova-compute would see its nodes as new ones.
+  new in each process, so a restarted nova-compute would see its nodes as new ones;
+- `init_host` makes sure the host has its local node identity (`compute_id` in state_path), as
+  the libvirt driver does at its first start: without it nova-compute refuses to start again
+  ("No local node identity found, but this is not our first startup on this host").
 """
 
 # nova-compute's first line, kept first: it settles the concurrency mode (native threads) before
@@ -27,6 +30,7 @@ import sys  # noqa: E402
 import uuid  # noqa: E402
 from typing import Any  # noqa: E402
 
+import nova.virt.node  # type: ignore[import-not-found]  # noqa: E402
 from nova.virt import fake  # type: ignore[import-not-found]  # noqa: E402
 
 NAMESPACE = uuid.UUID("6f1c9b8e-2d3a-4c5b-9e7f-0a1b2c3d4e5f")
@@ -39,6 +43,7 @@ def node_uuid(name: str) -> str:
 class ManyNodesDriver(fake.FakeDriver):  # type: ignore[misc]
     def init_host(self, host: str) -> None:
         super().init_host(host)
+        nova.virt.node.get_local_node_uuid()  # reads compute_id, or writes a new one
         count = int(os.environ.get("UPSTREAM_NODES", "100"))
         self._set_nodes([f"upstream-node-{i:04d}" for i in range(count)])
 
