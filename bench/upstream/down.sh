@@ -4,7 +4,8 @@
 #   bench/upstream/down.sh            # stop the processes named in .cache/upstream/pids/*.pid
 #   bench/upstream/down.sh --purge    # and drop the upstream_* databases, the RabbitMQ vhost
 #                                     # `upstream` and .cache/upstream (configs, keys, images,
-#                                     # logs); the venv .cache/upstream-venv is kept
+#                                     # logs) but its results/; the venv .cache/upstream-venv
+#                                     # is kept
 #
 # Only the processes in the pid files are signalled, never any found by name: each was started
 # in a session of its own (setsid), so its process group is it and what it forked (gunicorn's
@@ -27,7 +28,7 @@ PURGE=0
 for arg in "$@"; do
     case "$arg" in
         --purge) PURGE=1 ;;
-        -h | --help) sed -n '2,16p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h | --help) sed -n '2,15p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "down.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -97,6 +98,6 @@ if ((PURGE)); then
         log "deleting RabbitMQ vhost $VHOST"
         rabbitmqctl -q delete_vhost "$VHOST"
     fi
-    log "removing $STATE"
-    rm -rf "$STATE"
+    log "removing $STATE (but its results/)"
+    find "$STATE" -mindepth 1 -maxdepth 1 ! -name results -exec rm -rf {} +
 fi

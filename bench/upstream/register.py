@@ -3,7 +3,8 @@ nothing. Standard library only (run by `up.sh` with the upstream venv's Python).
 
     register.py keystone   the `service` project, one user per service (admin and service roles
                            there), and the catalog's image, placement and compute endpoints
-                           (public and internal; `keystone-manage bootstrap` made identity's)
+                           (public and internal; `keystone-manage bootstrap` made identity's);
+                           exit status 3 when it changed any of them
     register.py hypervisors N [SECONDS]
                            waits until nova lists N hypervisors up (exit 1 if not in time)
     register.py nova       flavor m1.tiny, and no instance/core/RAM quota for the admin project
@@ -25,6 +26,10 @@ from typing import Any
 from urllib.parse import quote
 
 REGION = "RegionOne"
+#: `register.py keystone`'s exit status when it changed something: each keystone worker caches
+#: the catalog and assignments in its own memory, where another worker's change does not reach,
+#: so up.sh restarts keystone then.
+CHANGED = 3
 SERVICES = (  # service name, type, the environment variable with its URL
     ("glance", "image", "UPSTREAM_IMAGE_URL"),
     ("placement", "placement", "UPSTREAM_PLACEMENT_URL"),
@@ -54,6 +59,7 @@ class Api:
         self.token = headers["X-Subject-Token"]
         self.project_id = got["token"]["project"]["id"]
         self.catalog = got["token"].get("catalog", [])
+        self.writes = 0  # changes made to keystone
 
     def authenticates(self, username: str, password: str) -> bool:
         """Whether this user (of the default domain) can authenticate with this password."""
@@ -94,6 +100,8 @@ class Api:
         return self._send(method, url, body, {"X-Auth-Token": self.token})[1]
 
     def identity(self, method: str, path: str, body: Any = None) -> Any:
+        if method != "GET":
+            self.writes += 1
         return self.call(method, f"{self.auth_url}{path}", body)
 
     def endpoint(self, service_type: str) -> str:
@@ -131,8 +139,10 @@ def keystone(api: Api) -> None:
             # Only when it differs: a password change revokes the user's tokens, which the
             # running services would then find refused (nova-scheduler's placement calls fail).
             api.identity("PATCH", f"/users/{user['id']}", {"user": {"password": password}})
-        for role_id in roles.values():
-            api.identity("PUT", f"/projects/{project['id']}/users/{user['id']}/roles/{role_id}")
+        grants = f"/projects/{project['id']}/users/{user['id']}/roles"
+        held = {r["id"] for r in api.identity("GET", grants)["roles"]}
+        for role_id in set(roles.values()) - held:
+            api.identity("PUT", f"{grants}/{role_id}")
     for name, service_type, variable in SERVICES:
         url = os.environ[variable]
         service = one(api.identity("GET", f"/services?type={service_type}")["services"])
@@ -155,7 +165,7 @@ def keystone(api: Api) -> None:
                 api.identity("POST", "/endpoints", body)
             elif endpoint["url"] != url:
                 api.identity("PATCH", f"/endpoints/{endpoint['id']}", {"endpoint": {"url": url}})
-    print("register.py: keystone has the service project, users and endpoints", flush=True)
+    print(f"register.py: keystone has the service project, users and endpoints ({api.writes} changes)")
 
 
 def hypervisors(api: Api, count: int, timeout_s: float) -> None:
@@ -190,6 +200,8 @@ def main(argv: list[str]) -> None:
     api = Api()
     if argv[0] == "keystone":
         keystone(api)
+        if api.writes:
+            raise SystemExit(CHANGED)
     elif argv[0] == "hypervisors":
         hypervisors(api, int(argv[1]), float(argv[2]) if len(argv) > 2 else 900.0)
     else:

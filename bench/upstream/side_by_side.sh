@@ -49,7 +49,7 @@ while (($#)); do
         --concurrency) CONCURRENCY=$2; shift 2 ;;
         --keep-up) KEEP_UP=1; shift ;;
         --no-up) DO_UP=0; shift ;;
-        -h | --help) sed -n '2,30p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h | --help) sed -n '2,28p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "side_by_side.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done

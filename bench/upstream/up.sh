@@ -21,7 +21,9 @@
 #     (neutron_stub.py says why nova needs one);
 #  6. cells (cell0, cell1, host discovery), flavor m1.tiny, no server quota for the admin project;
 #  7. .cache/upstream/clouds.yaml with the cloud `upstream`.
-# If a step fails, the processes this run started are stopped again (by PID) before it exits.
+# A service already running is left as it is, unless its command line or configuration changed
+# (a knob below, or this directory's code): then it is restarted. If a step fails, the
+# processes this run started are stopped again (by PID) before it exits.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -419,7 +421,18 @@ wait_http keystone "$KEYSTONE_URL"
 export UPSTREAM_AUTH_URL="$KEYSTONE_URL" UPSTREAM_PASSWORD="$ADMIN_PASSWORD" \
     UPSTREAM_SERVICE_PASSWORD="$SERVICE_PASSWORD" UPSTREAM_IMAGE_URL="$GLANCE_URL" \
     UPSTREAM_PLACEMENT_URL="$PLACEMENT_URL" UPSTREAM_COMPUTE_URL="$NOVA_URL"
-"$PY" "$HERE/register.py" keystone
+registered=0
+"$PY" "$HERE/register.py" keystone || registered=$?
+if ((registered == 3)); then
+    # Each keystone worker caches the catalog and role assignments in its own memory, and a
+    # change made through one worker does not reach the other's: restart it to start afresh.
+    log "keystone's catalog or users changed: restarting keystone to drop its workers' caches"
+    stop keystone
+    gunicorn_ keystone "$KEYSTONE_PORT" keystone.wsgi.api "$ETC/keystone/keystone.conf"
+    wait_http keystone "$KEYSTONE_URL"
+elif ((registered != 0)); then
+    die "register.py keystone failed"
+fi
 
 # --- 5. the other services ------------------------------------------------------------------------
 gunicorn_ glance "$GLANCE_PORT" glance.wsgi.api "$ETC/glance/glance-api.conf $ETC/glance/glance-api-paste.ini"
