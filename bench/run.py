@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from bench import html_report, invariants, procstat, runner, target
+from bench.boot import wait_for_fleet
 from bench.cloud import Service, own_fabric
 from bench.report import load_average
 from bench.scenarios import Scenario, load
@@ -165,16 +166,7 @@ async def measure(
 async def register(client: Client, fleet_pid: int | None, hosts: int, started: float) -> dict[str, float]:
     """Until the fleet's `hosts` hosts are up in os-hypervisors: how long that took from the
     fleet's start, and what the fleet process holds in memory per host."""
-    deadline = time.perf_counter() + 600
-    while True:
-        _, _, body = await client.request("GET", f"{client.compute.url}/os-hypervisors")
-        listed = body["hypervisors"]
-        up = sum(1 for h in listed if h["state"] == "up" and h["hypervisor_hostname"].startswith(FLEET))
-        if up >= hosts:
-            break
-        if time.perf_counter() > deadline:
-            raise RuntimeError(f"only {up} of {hosts} simulated hosts registered within 600 s")
-        await asyncio.sleep(0.25)
+    await wait_for_fleet(client, hosts, prefix=FLEET, timeout_s=600)
     register_s = time.perf_counter() - started
     log.info("%d simulated hosts registered %.1f s after the fleet started", hosts, register_s)
     rss = procstat.rss_mib(fleet_pid) if fleet_pid else None
