@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from protocol.compute_agent import ImageFile as ImageFile  # re-exported: drivers take it
+from protocol.compute_agent import GuestDisk as GuestDisk  # re-exported: drivers take them
 from protocol.compute_agent import Nic as Nic
+from protocol.storage import ImageFile as ImageFile
 
 
 class PowerState(StrEnum):
@@ -37,13 +38,16 @@ class GuestSpec:
     disk_gb: int
     #: The root disk's image (the base of a copy-on-write overlay). A driver that needs the bytes
     #: copies them into its per-host image cache once (streamed from the blob store, md5 verified).
-    root_image: ImageFile
+    #: None when a disk `is_root` (boot from volume).
+    root_image: ImageFile | None
     #: Direct kernel boot (Glance's `kernel_id`/`ramdisk_id`/`os_command_line`): all None for
     #: an image that boots from its own disk.
     kernel: ImageFile | None = None
     ramdisk: ImageFile | None = None
     cmdline: str | None = None
     nics: tuple[Nic, ...] = ()
+    #: Volumes attached from the start, in order; one `is_root` replaces the image overlay.
+    disks: tuple[GuestDisk, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from protocol.codec import MaxLen, MinLen, Range
+from protocol.storage import Connection
+from protocol.storage import ImageFile as ImageFile  # re-exported: its home before volumes
 
 HostName = Annotated[str, MinLen(1), MaxLen(255)]
 ServerId = Annotated[str, MinLen(1), MaxLen(64)]
@@ -23,15 +25,6 @@ PowerState = Literal["running", "shutdown", "other", "missing"]
 def host_queue(host: str) -> str:
     """The queue of a real host's own agent."""
     return f"compute.{host}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ImageFile:
-    image_id: Annotated[str, MinLen(1), MaxLen(64)]
-    location: Annotated[str, MinLen(1), MaxLen(1024)]
-    checksum: Annotated[str, MaxLen(64)]
-    size: Annotated[int, Range(0, 2**62)]
-    disk_format: Annotated[str, MaxLen(32)]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,6 +38,20 @@ class Nic:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class GuestDisk:
+    """A volume as a guest's virtio disk: `<serial>` is the volume id (the guest sees its first
+    20 characters), as Nova does."""
+
+    volume_id: Annotated[str, MinLen(1), MaxLen(64)]
+    attachment_id: Annotated[str, MinLen(1), MaxLen(64)]
+    connection: Connection
+    #: The target name asked for (`vdb`...); only a hint: the guest names disks in its own order.
+    device: Annotated[str, MaxLen(64)] | None = None
+    #: The guest boots from this disk (boot from volume): it replaces the image overlay.
+    is_root: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SpawnGuest:
     """Create and start the guest. Answered by GuestSpawned or GuestSpawnFailed."""
 
@@ -54,11 +61,14 @@ class SpawnGuest:
     vcpus: Annotated[int, Range(1, 2**31)]
     ram_mb: Annotated[int, Range(1, 2**40)]
     disk_gb: Annotated[int, Range(0, 2**31)]
-    root_image: ImageFile
+    #: The image the root disk is an overlay of; None when a `disks` entry `is_root`.
+    root_image: ImageFile | None = None
     kernel: ImageFile | None = None
     ramdisk: ImageFile | None = None
     cmdline: Annotated[str, MaxLen(4096)] | None = None
     nics: Annotated[tuple[Nic, ...], MaxLen(16)] = ()
+    #: Volumes attached at creation (boot from volume), in order.
+    disks: Annotated[tuple[GuestDisk, ...], MaxLen(26)] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +86,64 @@ class DestroyGuest:
 
     host: HostName
     server_id: ServerId
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttachDisk:
+    """Hot-plug a volume into the running (or stopped) guest, live and persistent. Answered by
+    DiskAttached or DiskAttachFailed. Attached already: DiskAttached again."""
+
+    host: HostName
+    server_id: ServerId
+    disk: GuestDisk
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DetachDisk:
+    """Unplug a volume, waiting up to `timeout_s` for the guest to release it. Answered by
+    DiskDetached (also when it was not attached) or DiskDetachFailed."""
+
+    host: HostName
+    server_id: ServerId
+    volume_id: Annotated[str, MinLen(1), MaxLen(64)]
+    attachment_id: Annotated[str, MinLen(1), MaxLen(64)]
+    timeout_s: Annotated[float, Range(0.1, 600)] = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiskAttached:
+    host: str
+    server_id: str
+    volume_id: str
+    attachment_id: str
+    #: The target the hypervisor gave the disk (`vdb`).
+    device: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiskAttachFailed:
+    host: str
+    server_id: str
+    volume_id: str
+    attachment_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiskDetached:
+    host: str
+    server_id: str
+    volume_id: str
+    attachment_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiskDetachFailed:
+    host: str
+    server_id: str
+    volume_id: str
+    attachment_id: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -152,9 +220,15 @@ class ExpectedGuests:
 
 
 MESSAGES = (
-    ImageFile,
     Nic,
+    GuestDisk,
     SpawnGuest,
+    AttachDisk,
+    DetachDisk,
+    DiskAttached,
+    DiskAttachFailed,
+    DiskDetached,
+    DiskDetachFailed,
     SetGuestPower,
     DestroyGuest,
     GetConsoleOutput,

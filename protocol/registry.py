@@ -13,7 +13,10 @@ from protocol import (
     network_l3,
     scheduler,
     security_groups,
+    storage,
     system,
+    volume,
+    volume_agent,
 )
 
 MODULES = (
@@ -26,7 +29,10 @@ MODULES = (
     network_l3,
     scheduler,
     security_groups,
+    storage,
     system,
+    volume,
+    volume_agent,
 )
 
 

@@ -181,6 +181,7 @@ class ComputeAgent(Actor):
             ramdisk=msg.ramdisk,
             cmdline=msg.cmdline,
             nics=msg.nics,
+            disks=msg.disks,
         )
         try:
             await host.driver.spawn(spec)

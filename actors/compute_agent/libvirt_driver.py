@@ -167,6 +167,8 @@ class LibvirtDriver:
             # A directory without a domain is what a spawn that crashed half-way left behind.
             await asyncio.to_thread(_remove_tree, directory)
             await asyncio.to_thread(directory.mkdir, parents=True)
+            if spec.root_image is None:
+                raise SpawnFailed("this host cannot boot from a volume yet")
             root = await self.images.fetch(spec.root_image)
             kernel = await self.images.fetch(spec.kernel) if spec.kernel else None
             ramdisk = await self.images.fetch(spec.ramdisk) if spec.kernel and spec.ramdisk else None
