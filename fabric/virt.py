@@ -6,7 +6,8 @@ spawning a guest that already runs, or destroying one that is gone, succeeds and
 Drivers that wrap blocking libraries (libvirt) do their blocking inside `asyncio.to_thread`.
 
 Three drivers implement it: `libvirt` (qemu:///system, KVM or TCG), the same on libvirt's
-`test:///default` for fast tests, and `fake` (in memory, thousands per process).
+`test:///default` for fast tests (which cannot hot-plug disks), and `fake` (in memory, thousands
+per process).
 """
 
 from dataclasses import dataclass
@@ -92,9 +93,39 @@ class VirtDriver(Protocol):
         the agent reconciles with the database on restart. Domains the fabric did not make are
         not included."""
 
+    async def attach_disk(self, server_id: str, disk: GuestDisk) -> str:
+        """Plug a volume into the guest as a virtio disk whose serial is the volume id: live and
+        persistent when it runs, persistent only when it is off. Returns the target the disk got
+        (`vdb`; `disk.device` is a hint). Attached already (a disk with that serial): returns its
+        target and changes nothing. Raises `AttachFailed` with a reason a user may read, and
+        `GuestNotFound`."""
+
+    async def detach_disk(self, server_id: str, volume_id: str, timeout_s: float) -> None:
+        """Unplug the volume's disk and wait, up to `timeout_s`, until the guest has released it
+        (a running guest must let go of a hot-plugged disk: ACPI eject). Not attached: no-op.
+        Raises `DetachFailed` (the guest did not let go in time, or the hypervisor refused) and
+        `GuestNotFound`."""
+
 
 class SpawnFailed(Exception):
     """The hypervisor could not create the guest; `reason` is shown in the server's fault."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class AttachFailed(Exception):
+    """The hypervisor could not give the guest the disk; `reason` is shown to the user."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class DetachFailed(Exception):
+    """The disk is still the guest's: the hypervisor refused, or the guest did not release it in
+    time. `reason` is shown to the user; the volume stays attached."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

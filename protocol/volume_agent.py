@@ -33,7 +33,7 @@ def host_queue(host: str) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VolumeHostReport:
-    """Event (`volume.VolumeHostReport` on the topic exchange), at start and every report
+    """Event (`volume_agent.VolumeHostReport` on the topic exchange), at start and every report
     interval."""
 
     host: str

@@ -8,12 +8,14 @@
 #   initrd.img  a gzip'd newc cpio: busybox-static, the virtio modules that kernel needs for
 #               a virtio NIC and disk (picked through modules.dep), and /init
 #   root.qcow2  an empty qcow2 disk (64 MiB virtual, a few hundred KiB on disk); the guest
-#               never reads it
+#               only puts its marker on it (below), so a server booted from a volume made of
+#               it shows that volume as its root disk
 # Boot it with a kernel command line: `console=ttyS0 fabric.hostname=NAME` (qemu -kernel
 # -initrd -append). Why this format: it is built in seconds from apt packages with no
 # network downloads, no root filesystem, partition table, bootloader or loop devices; it is a
 # few MB; and the guest's identity comes from the command line, so one build serves every
-# instance. The guest runs entirely from RAM and keeps nothing across reboots.
+# instance. The guest runs entirely from RAM and keeps nothing across reboots but the marker
+# it leaves on its disks.
 #
 # Why an empty disk: in the Image API the test guest is registered the way Glance models
 # direct kernel boot. The image a server boots is the root disk `test-guest` (qcow2: this
@@ -32,6 +34,17 @@
 #   `GET /cgi-bin/probe?ADDR[:PORT]` makes the guest itself fetch http://ADDR[:PORT]/ (3 s
 #   timeout) and answer `PROBE-OK <that page>` or `PROBE-FAILED ADDR: <why>`: how tests see what one
 #   guest can reach, from outside, without a shell in the guest.
+#   Disks: /sys/block is polled every 0.2 s (busybox has no udev; devtmpfs makes /dev/vdX),
+#   so a disk present at boot (the root disk too) and one hot-plugged later are handled alike.
+#   For each disk that appears it prints `DISK <name> serial=<serial>` (the serial as the guest
+#   reads it from /sys/block/<name>/serial: a volume's id, cut to 20 characters by virtio), then
+#   reads the disk's first sector: when it starts with a marker `written-by <host>` it prints
+#   `DISK <name> found written-by <host>`; otherwise it writes `written-by <its hostname>` there,
+#   flushes it to the disk and prints `DISK <name> wrote written-by <its hostname>` (or
+#   `DISK <name> write-failed`; a disk it cannot read: `DISK <name> read-failed`, and it writes
+#   nothing there). A disk that goes away prints `DISK <name> removed`. That is
+#   how tests see from outside that a volume's data moved from one guest to another. The
+#   empty root.qcow2 has no marker, so every guest marks its own copy of it.
 #
 # The build is cached in OUTDIR/.stamp: a hash of this script, the kernel version and the
 # kernel and busybox files it used. Runs as root (apt-get; /boot/vmlinuz-* is root-only).
@@ -98,7 +111,7 @@ for applet in $("$BUSYBOX" --list-full); do
     mkdir -p "$TREE/$(dirname "$applet")"
     ln -sf /bin/busybox "$TREE/$applet"
 done
-for needed in sh mount insmod hostname ip ifconfig route udhcpc httpd nc tr sed sleep cat; do
+for needed in sh mount insmod hostname ip ifconfig route udhcpc httpd nc tr sed sleep cat dd head sync; do
     [[ -e $TREE/bin/$needed || -e $TREE/sbin/$needed || -e $TREE/usr/bin/$needed || -e $TREE/usr/sbin/$needed ]] \
         || { log "this busybox has no $needed applet"; exit 1; }
 done
@@ -189,6 +202,52 @@ hostname "$name"
 echo "$name" >/etc/hostname
 printf '127.0.0.1 localhost\n127.0.1.1 %s\n' "$name" >/etc/hosts
 echo "FABRIC-GUEST-BOOTED hostname=$name"
+
+# One disk that appeared: say which it is, then find or leave this guest's marker on it.
+disk_appeared() {
+    serial=
+    [ -r "/sys/block/$1/serial" ] && read -r serial <"/sys/block/$1/serial"
+    echo "DISK $1 serial=$serial"
+    # A disk that cannot be read is left alone: a marker there must never be overwritten.
+    if ! dd if="/dev/$1" of="/tmp/head.$1" bs=512 count=1 2>/dev/null; then
+        echo "DISK $1 read-failed"
+        return
+    fi
+    marker=$(tr -d '\000' <"/tmp/head.$1" | head -n 1 | tr -cd 'A-Za-z0-9 .-')
+    case "$marker" in
+    "written-by "?*) echo "DISK $1 found $marker" ;;
+    *)
+        if printf 'written-by %s\n' "$name" | dd of="/dev/$1" conv=notrunc,fsync 2>/dev/null && sync; then
+            echo "DISK $1 wrote written-by $name"
+        else
+            echo "DISK $1 write-failed"
+        fi
+        ;;
+    esac
+}
+
+# Polls /sys/block, which is cheap (one sleep a round; the rest are shell builtins), and sees
+# disks present at boot and hot-plugged ones the same way. $seen and $now are " vda vdb ".
+watch_disks() {
+    seen=" "
+    while :; do
+        now=" "
+        for path in /sys/block/*; do
+            disk=${path##*/}
+            case "$disk" in "*" | loop* | ram* | zram* | dm-* | md* | sr* | fd* | nbd*) continue ;; esac
+            case "$seen" in *" $disk "*) now="$now$disk " && continue ;; esac
+            [ -b "/dev/$disk" ] || continue  # devtmpfs makes the node just after the sysfs entry
+            now="$now$disk "
+            disk_appeared "$disk"
+        done
+        for disk in $seen; do
+            case "$now" in *" $disk "*) ;; *) echo "DISK $disk removed" ;; esac
+        done
+        seen=$now
+        sleep 0.2
+    done
+}
+watch_disks &
 
 ip link set lo up
 ip link set eth0 up || echo "fabric-guest: no eth0"

@@ -17,7 +17,15 @@ from dataclasses import dataclass
 
 from fabric.actor import Actor, handles
 from fabric.bus import Bus
-from fabric.virt import GuestNotFound, GuestSpec, PowerState, SpawnFailed, VirtDriver
+from fabric.virt import (
+    AttachFailed,
+    DetachFailed,
+    GuestNotFound,
+    GuestSpec,
+    PowerState,
+    SpawnFailed,
+    VirtDriver,
+)
 from protocol import compute_agent as wire
 from protocol.compute import QUEUE as COMPUTE
 from protocol.envelope import Context
@@ -238,6 +246,38 @@ class ComputeAgent(Actor):
         self._sizes[msg.host].pop(msg.server_id, None)
         await self.bus.cast(COMPUTE, wire.GuestDestroyed(host=msg.host, server_id=msg.server_id), ctx)
         await self.report(host)
+
+    @handles(wire.AttachDisk, key=lambda m: m.server_id)
+    async def attach_disk(self, msg: wire.AttachDisk, ctx: Context) -> None:
+        host = self._host(msg.host)
+        disk = msg.disk
+        ids = {"host": msg.host, "server_id": msg.server_id, "volume_id": disk.volume_id}
+        try:
+            device = await host.driver.attach_disk(msg.server_id, disk)
+        except (AttachFailed, GuestNotFound) as exc:
+            reason = exc.reason if isinstance(exc, AttachFailed) else "the hypervisor has no such guest"
+            log.warning("attach failed", extra=ids | {"reason": reason})
+            failed = wire.DiskAttachFailed(**ids, attachment_id=disk.attachment_id, reason=reason)
+            await self.bus.cast(COMPUTE, failed, ctx)
+            return
+        attached = wire.DiskAttached(**ids, attachment_id=disk.attachment_id, device=device)
+        await self.bus.cast(COMPUTE, attached, ctx)
+
+    @handles(wire.DetachDisk, key=lambda m: m.server_id)
+    async def detach_disk(self, msg: wire.DetachDisk, ctx: Context) -> None:
+        host = self._host(msg.host)
+        ids = {"host": msg.host, "server_id": msg.server_id, "volume_id": msg.volume_id}
+        try:
+            await host.driver.detach_disk(msg.server_id, msg.volume_id, msg.timeout_s)
+        except GuestNotFound:
+            # No guest holds the disk any more (it was deleted): detached is the truth.
+            log.info("detach from a guest the hypervisor does not have", extra=ids)
+        except DetachFailed as exc:
+            log.warning("detach failed", extra=ids | {"reason": exc.reason})
+            failed = wire.DiskDetachFailed(**ids, attachment_id=msg.attachment_id, reason=exc.reason)
+            await self.bus.cast(COMPUTE, failed, ctx)
+            return
+        await self.bus.cast(COMPUTE, wire.DiskDetached(**ids, attachment_id=msg.attachment_id), ctx)
 
     @handles(wire.GetConsoleOutput)
     async def console_output(self, msg: wire.GetConsoleOutput, ctx: Context) -> wire.ConsoleOutput:

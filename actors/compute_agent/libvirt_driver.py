@@ -2,11 +2,17 @@
 libvirt's in-memory test driver (`test:///default`, for fast tests that boot nothing).
 
 What it keeps where (all under `state_dir`, which qemu's own user must be able to traverse):
-  images/<image_id>                   the image cache (`image_cache.py`): verified local copies
+  images/<image_id>                   the image cache (`fabric/image_cache.py`): verified copies
   instances/<server_id>/disk.qcow2    the root disk: a qcow2 overlay of the cached root image
   instances/<server_id>/console.log   the serial console, as virtlogd writes it (appended across
                                       boots, rolled over by virtlogd at its size limit)
   kvm-probe-<random>/                 the KVM probe's boot sector and console, while it runs
+
+Volumes are the volume agent's files, elsewhere (a `GuestDisk`'s connection names them): the
+driver plugs them into domains (`attach_disk`, or at spawn: boot from volume) and never removes
+or writes them; destroying a guest removes its domain and its instance directory, nothing else.
+A volume's disk is found in a domain by its serial, the volume id; detach unplugs it from the
+running guest first and waits until the guest let go, and only then from the definition.
 
 The domain's definition is built in `domain_xml.py`, and with `virt_type="auto"` the choice of
 KVM or TCG is made by `kvm_probe.py`. A domain is ours when it carries our `<metadata>` element
@@ -19,23 +25,47 @@ connections may be used from several threads at once.
 """
 
 import asyncio
+import errno
 import logging
 import os
 import re
 import shutil
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Literal
 
 import libvirt
 import orjson
 
-from actors.compute_agent.domain_xml import METADATA_NS, domain_name, domain_xml, owner
-from actors.compute_agent.image_cache import ImageCache
+from actors.compute_agent.domain_xml import (
+    METADATA_NS,
+    BadDisk,
+    VolumeDisk,
+    attached_disks,
+    choose_target,
+    disk_xml,
+    domain_name,
+    domain_xml,
+    owner,
+    spawn_volumes,
+    used_targets,
+)
 from actors.compute_agent.kvm_probe import libvirt_message, probed_virt_type
 from fabric.blobs import BlobStore
+from fabric.image_cache import ImageCache, ImageUnavailable
 from fabric.threads import finish_in_thread
-from fabric.virt import GuestNotFound, GuestSpec, HostResources, ImageFile, PowerState, SpawnFailed
+from fabric.virt import (
+    AttachFailed,
+    DetachFailed,
+    GuestDisk,
+    GuestNotFound,
+    GuestSpec,
+    HostResources,
+    ImageFile,
+    PowerState,
+    SpawnFailed,
+)
 from protocol.network_agent import bridge_name
 
 log = logging.getLogger("fabric.virt.libvirt")
@@ -50,6 +80,10 @@ GiB = 2**30
 #: deadline to keep, and a guest that handles ACPI is off well within this).
 SOFT_REBOOT_GRACE_S = 5.0
 QEMU_IMG_TIMEOUT_S = 60.0
+#: While a detach waits for the guest to let go, the live XML is read this often, and the unplug
+#: request sent again this often (as Nova does: a guest still booting may miss the first one).
+DETACH_POLL_S = 0.05
+DETACH_RESEND_S = 5.0
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
@@ -167,13 +201,15 @@ class LibvirtDriver:
             # A directory without a domain is what a spawn that crashed half-way left behind.
             await asyncio.to_thread(_remove_tree, directory)
             await asyncio.to_thread(directory.mkdir, parents=True)
-            if spec.root_image is None:
-                raise SpawnFailed("this host cannot boot from a volume yet")
-            root = await self.images.fetch(spec.root_image)
+            caches = [await asyncio.to_thread(_cache_mode, d) for d in spec.disks]
+            volumes = spawn_volumes(spec, caches)
             kernel = await self.images.fetch(spec.kernel) if spec.kernel else None
             ramdisk = await self.images.fetch(spec.ramdisk) if spec.kernel and spec.ramdisk else None
-            disk = directory / "disk.qcow2"
-            await create_overlay(root, spec.root_image, disk, spec.disk_gb)
+            disk = None
+            if spec.root_image is not None:  # else the root disk is a volume (boot from volume)
+                root = await self.images.fetch(spec.root_image)
+                disk = directory / "disk.qcow2"
+                await create_overlay(root, spec.root_image, disk, spec.disk_gb)
             xml = domain_xml(
                 spec,
                 domain_type=self._domain_type,
@@ -182,12 +218,15 @@ class LibvirtDriver:
                 console=directory / "console.log",
                 kernel=kernel,
                 ramdisk=ramdisk,
+                volumes=volumes,
             )
             await finish_in_thread(self._define_and_start, xml)
         except BaseException as exc:
             await asyncio.to_thread(self._forget, spec.server_id)
             if isinstance(exc, libvirt.libvirtError):
                 raise SpawnFailed(f"libvirt: {libvirt_message(exc)}") from exc
+            if isinstance(exc, ImageUnavailable | BadDisk):
+                raise SpawnFailed(exc.reason) from exc
             if isinstance(exc, OSError):
                 raise SpawnFailed(_os_reason(exc)) from exc
             raise
@@ -284,6 +323,100 @@ class LibvirtDriver:
             found[owner[0]] = _power_state(state)
         return found
 
+    # -- volumes --------------------------------------------------------------------------
+
+    async def attach_disk(self, server_id: str, disk: GuestDisk) -> str:
+        dom = await asyncio.to_thread(self._lookup, server_id)
+        try:
+            cache = await asyncio.to_thread(_cache_mode, disk)
+            # A cancelled attach still finishes, so a retry finds the disk by its serial.
+            target = await finish_in_thread(self._attach, dom, disk, cache)
+        except BadDisk as exc:
+            raise AttachFailed(exc.reason) from exc
+        except libvirt.libvirtError as exc:
+            raise AttachFailed(f"libvirt: {libvirt_message(exc)}") from exc
+        log.info(
+            "attached volume %s as %s",
+            disk.volume_id,
+            target,
+            extra={"host": self.host, "server_id": server_id},
+        )
+        return target
+
+    def _attach(self, dom: Any, disk: GuestDisk, cache: str | None) -> str:
+        """Live and persistent for a running guest, persistent for a stopped one; each part only
+        where the disk is not there yet (a redelivered attach, or one a crash cut in half)."""
+        is_active = bool(dom.isActive())
+        live = dom.XMLDesc(0)
+        config = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        in_live = attached_disks(live).get(disk.volume_id) if is_active else None
+        in_config = attached_disks(config).get(disk.volume_id)
+        target = in_live or in_config or choose_target(disk.device, used_targets(live) | used_targets(config))
+        flags = 0
+        if is_active and in_live is None:
+            flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+        if in_config is None:
+            flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        if flags:
+            dom.attachDeviceFlags(disk_xml(VolumeDisk(disk=disk, target=target, cache=cache)), flags)
+        return target
+
+    async def detach_disk(self, server_id: str, volume_id: str, timeout_s: float) -> None:
+        """First from the running guest, waiting until it let go; only then from the persistent
+        definition. So a guest that keeps the disk keeps it in both (the volume stays attached,
+        truthfully), and a detach cut short is finished by the next one."""
+        dom = await asyncio.to_thread(self._lookup, server_id)
+        try:
+            if await asyncio.to_thread(self._live_disk, dom, volume_id) is not None:
+                await self._detach_live(dom, volume_id, timeout_s)
+            await asyncio.to_thread(self._detach_config, dom, volume_id)
+        except libvirt.libvirtError as exc:
+            raise DetachFailed(f"libvirt: {libvirt_message(exc)}") from exc
+        log.info("detached volume %s", volume_id, extra={"host": self.host, "server_id": server_id})
+
+    async def _detach_live(self, dom: Any, volume_id: str, timeout_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        # libvirt's detach itself waits (up to 5 s) for qemu to report the device gone, holding
+        # the domain's job, which can hold up our reads of the live XML too (seen with a paused
+        # guest): the deadline bounds the whole wait, and a call still running when it comes
+        # runs on in its thread, which does no harm.
+        first = asyncio.ensure_future(asyncio.to_thread(self._request_live_detach, dom, volume_id))
+        requests, sent_at = [first], loop.time()
+        try:
+            async with asyncio.timeout(timeout_s):
+                while await asyncio.to_thread(self._live_disk, dom, volume_id) is not None:
+                    if first.done():
+                        first.result()  # the first request's error is the answer (resends' are not)
+                    if requests[-1].done() and loop.time() - sent_at >= DETACH_RESEND_S:
+                        resend = asyncio.to_thread(self._request_live_detach, dom, volume_id)
+                        requests.append(asyncio.ensure_future(resend))
+                        sent_at = loop.time()
+                    await asyncio.sleep(DETACH_POLL_S)
+        except TimeoutError:
+            raise DetachFailed(
+                f"the guest did not release the disk within {timeout_s:g} s "
+                "(it must handle ACPI hot-unplug; a guest still booting may miss the request)"
+            ) from None
+        finally:
+            for request in requests:
+                request.add_done_callback(_log_request_error)
+
+    def _live_disk(self, dom: Any, volume_id: str) -> str | None:
+        """The disk's `<disk>` element in the running guest, or None (not there, or not running)."""
+        if not dom.isActive():
+            return None
+        return _disk_by_serial(dom.XMLDesc(0), volume_id)
+
+    def _request_live_detach(self, dom: Any, volume_id: str) -> None:
+        element = self._live_disk(dom, volume_id)
+        if element is not None:
+            dom.detachDeviceFlags(element, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    def _detach_config(self, dom: Any, volume_id: str) -> None:
+        element = _disk_by_serial(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), volume_id)
+        if element is not None:
+            dom.detachDeviceFlags(element, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+
     # -- lookups --------------------------------------------------------------------------
 
     def _find(self, server_id: str) -> Any:
@@ -344,6 +477,40 @@ async def _qemu_img(*args: str) -> bytes:
 
 
 # -- small libvirt helpers ----------------------------------------------------------------
+
+
+def _disk_by_serial(xml: str, serial: str) -> str | None:
+    """The `<disk>` element whose serial is `serial`, as XML, or None."""
+    for element in ET.fromstring(xml).iterfind("devices/disk"):
+        if element.findtext("serial") == serial:
+            return ET.tostring(element, encoding="unicode")
+    return None
+
+
+def _cache_mode(disk: GuestDisk) -> str | None:
+    """The qemu cache mode of a volume: `none` when its file can be opened with O_DIRECT (qemu
+    then bypasses the host's page cache, as Nova prefers), else None (qemu's default). Raises
+    BadDisk when a file volume's file is not on this host; other connection types are judged by
+    `disk_element`."""
+    if disk.connection.driver_volume_type != "file":
+        return None
+    path = disk.connection.data.get("path", "")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    except FileNotFoundError as exc:
+        raise BadDisk(f"volume {disk.volume_id}: its file {path} is not on this host") from exc
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:  # the filesystem (tmpfs) has no O_DIRECT
+            return None
+        raise BadDisk(f"volume {disk.volume_id}: {_os_reason(exc)}") from exc
+    os.close(fd)
+    return "none"
+
+
+def _log_request_error(request: "asyncio.Future[None]") -> None:
+    """Reads a finished detach request's error (so asyncio does not report it as never read)."""
+    if not request.cancelled() and request.exception() is not None:
+        log.debug("a detach request failed: %s", request.exception())
 
 
 def _owner(dom: Any) -> tuple[str, str] | None:

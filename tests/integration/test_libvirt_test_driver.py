@@ -19,9 +19,19 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from actors.compute_agent.image_cache import ImageCache
 from fabric.blobs import FilesystemStore
-from fabric.virt import GuestNotFound, GuestSpec, ImageFile, PowerState, SpawnFailed
+from fabric.image_cache import ImageCache, ImageUnavailable
+from fabric.virt import (
+    AttachFailed,
+    DetachFailed,
+    GuestDisk,
+    GuestNotFound,
+    GuestSpec,
+    ImageFile,
+    PowerState,
+    SpawnFailed,
+)
+from protocol.storage import Connection
 
 if TYPE_CHECKING:
     from actors.compute_agent.libvirt_driver import LibvirtDriver
@@ -335,6 +345,137 @@ async def test_a_root_image_that_cannot_be_a_disk_is_refused(
     assert await driver.guests() == {}
 
 
+# -- volumes ---------------------------------------------------------------------------------
+# The test driver cannot hot-plug (attachDeviceFlags and detachDeviceFlags are "not supported by
+# the connection driver"), so live attach and detach are covered on qemu:///system
+# (tests/system/test_volume_hotplug.py). Here: volumes given at spawn, boot from a volume, what
+# an attach or detach finds already done, and how the test driver's refusal is reported.
+
+
+def make_volume(
+    directory: Path, *, kind: str = "file", device: str | None = None, is_root: bool = False
+) -> GuestDisk:
+    """A real qcow2 file, as the file volume backend makes them, and the disk naming it."""
+    volume_id = str(uuid.uuid4())
+    path = directory / f"{volume_id}.qcow2"
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "64M"], check=True)
+    return GuestDisk(
+        volume_id=volume_id,
+        attachment_id=str(uuid.uuid4()),
+        connection=Connection(driver_volume_type=kind, data={"path": str(path), "format": "qcow2"}),
+        device=device,
+        is_root=is_root,
+    )
+
+
+def file_of(disk: GuestDisk) -> Path:
+    return Path(disk.connection.data["path"])
+
+
+def volume_disks(conn: Any, server_id: str) -> dict[str, tuple[str, str, str]]:
+    """{serial: (target, source file, driver attributes)} of the domain's disks with a serial."""
+    import xml.etree.ElementTree as ET
+
+    domain = ET.fromstring(conn.lookupByName(f"fabric-{server_id}").XMLDesc(0))
+    found = {}
+    for disk in domain.iterfind("devices/disk"):
+        serial = disk.findtext("serial")
+        if serial:
+            driver = " ".join(f"{k}={v}" for k, v in sorted(disk.find("driver").attrib.items()))
+            found[serial] = (disk.find("target").get("dev"), disk.find("source").get("file"), driver)
+    return found
+
+
+async def test_volumes_given_at_spawn_are_disks_that_outlive_the_guest(
+    driver: "LibvirtDriver", images: dict[str, ImageFile], conn: Any, tmp_path: Path
+) -> None:
+    volumes = tmp_path / "volumes"
+    data, hinted = make_volume(volumes), make_volume(volumes, device="/dev/vdd")
+    spec = guest_spec(images, disks=(data, hinted))
+    await driver.spawn(spec)
+
+    path = data.connection.data["path"]
+    assert volume_disks(conn, spec.server_id) == {
+        data.volume_id: ("vdb", path, "cache=none name=qemu type=qcow2"),
+        hinted.volume_id: ("vdd", hinted.connection.data["path"], "cache=none name=qemu type=qcow2"),
+    }
+    # Asked again, both are found where they are: the same targets, nothing plugged twice.
+    assert await driver.attach_disk(spec.server_id, data) == "vdb"
+    assert await driver.attach_disk(spec.server_id, hinted) == "vdd"
+    assert len(volume_disks(conn, spec.server_id)) == 2
+
+    before = {p.name: p.read_bytes() for p in volumes.iterdir()}
+    await driver.destroy(spec.server_id)
+    assert f"fabric-{spec.server_id}" not in domain_names(conn)
+    assert {p.name: p.read_bytes() for p in volumes.iterdir()} == before, "destroy touched the volumes"
+
+
+async def test_a_guest_boots_from_a_volume(
+    driver: "LibvirtDriver", images: dict[str, ImageFile], conn: Any, tmp_path: Path
+) -> None:
+    root = make_volume(tmp_path / "volumes", is_root=True)
+    spec = guest_spec(images, root_image=None, disks=(make_volume(tmp_path / "volumes"), root))
+    await driver.spawn(spec)
+
+    xml = conn.lookupByName(f"fabric-{spec.server_id}").XMLDesc(0)
+    assert volume_disks(conn, spec.server_id)[root.volume_id][:2] == ("vda", root.connection.data["path"])
+    assert xml.index(root.volume_id) < xml.index(spec.disks[0].volume_id), "the root disk comes first"
+    assert f"<kernel>{tmp_path / 'state' / 'images' / images['kernel'].image_id}</kernel>" in xml
+    instance = tmp_path / "state" / "instances" / spec.server_id
+    assert list(instance.iterdir()) == [], "no image overlay when the root disk is a volume"
+    await driver.destroy(spec.server_id)
+    assert file_of(root).is_file()
+
+
+async def test_a_spawn_with_a_disk_it_cannot_use_fails_and_leaves_nothing(
+    driver: "LibvirtDriver", images: dict[str, ImageFile], conn: Any, tmp_path: Path
+) -> None:
+    good = make_volume(tmp_path / "volumes")
+    gone = make_volume(tmp_path / "volumes")
+    file_of(gone).unlink()
+    cases = {
+        "connection type 'iscsi' is not supported": (make_volume(tmp_path / "volumes", kind="iscsi"),),
+        "is not on this host": (good, gone),
+        "neither an image nor a root volume": (good,),
+    }
+    for reason, disks in cases.items():
+        root_image = None if reason.startswith("neither") else images["root"]
+        spec = guest_spec(images, root_image=root_image, disks=disks)
+        with pytest.raises(SpawnFailed, match=reason):
+            await driver.spawn(spec)
+        assert f"fabric-{spec.server_id}" not in domain_names(conn)
+        assert not (tmp_path / "state" / "instances" / spec.server_id).exists()
+    assert file_of(good).is_file()
+
+
+async def test_attach_and_detach_say_what_the_test_driver_cannot_do(
+    driver: "LibvirtDriver", images: dict[str, ImageFile], tmp_path: Path
+) -> None:
+    held = make_volume(tmp_path / "volumes")
+    spec = guest_spec(images, disks=(held,))
+    await driver.spawn(spec)
+    sid = spec.server_id
+
+    with pytest.raises(AttachFailed, match=r"^libvirt: .*not supported"):
+        await driver.attach_disk(sid, make_volume(tmp_path / "volumes"))
+    with pytest.raises(AttachFailed, match="'iscsi' is not supported"):
+        await driver.attach_disk(sid, make_volume(tmp_path / "volumes", kind="iscsi"))
+    with pytest.raises(DetachFailed, match=r"^libvirt: .*not supported"):
+        await driver.detach_disk(sid, held.volume_id, timeout_s=1)
+    await driver.detach_disk(sid, str(uuid.uuid4()), timeout_s=1)  # not attached: nothing to do
+    await driver.power_off(sid)
+    with pytest.raises(AttachFailed, match=r"^libvirt: .*not supported"):  # the persistent definition
+        await driver.attach_disk(sid, make_volume(tmp_path / "volumes"))
+    assert await driver.attach_disk(sid, held) == "vdb"
+
+    for missing in (str(uuid.uuid4()), "../../etc"):
+        with pytest.raises(GuestNotFound):
+            await driver.attach_disk(missing, held)
+        with pytest.raises(GuestNotFound):
+            await driver.detach_disk(missing, held.volume_id, timeout_s=1)
+
+
 # -- the image cache -------------------------------------------------------------------------
 
 
@@ -371,7 +512,7 @@ async def test_the_cache_refuses_data_that_does_not_match_the_checksum(tmp_path:
     cache = ImageCache(tmp_path / "cache", store)
     (store.root / image.location).write_bytes(b"evil bytes" * 1000)  # same size, other bytes
 
-    with pytest.raises(SpawnFailed, match="checksum"):
+    with pytest.raises(ImageUnavailable, match="checksum"):
         await cache.fetch(image)
     assert list((tmp_path / "cache").iterdir()) == []
 
@@ -380,6 +521,6 @@ async def test_the_cache_reports_missing_data(tmp_path: Path) -> None:
     store = FilesystemStore(tmp_path / "blobs")
     image = await store_image(store, b"bytes", "raw")
     await store.delete(image.location)
-    with pytest.raises(SpawnFailed, match="missing"):
+    with pytest.raises(ImageUnavailable, match="missing"):
         await ImageCache(tmp_path / "cache", store).fetch(image)
     assert list((tmp_path / "cache").iterdir()) == []

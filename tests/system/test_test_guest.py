@@ -6,20 +6,24 @@ forwarded to the guest's port 80, so nothing leaves this machine. The test check
 things the cloud's own tests will rely on: the boot marker on the serial console names the
 hostname from the kernel command line, DHCP gave a lease, and the guest's web page names it;
 and the guest's probe page fetches what the guest itself can reach (slirp's 10.0.2.2 is the
-host's loopback), or says it cannot.
+host's loopback), or says it cannot. A second boot gives the guest disks, at boot and hot-plugged
+through qemu's QMP socket, and checks the `DISK` lines and markers the volume tests rely on.
 """
 
 import http.client
 import http.server
+import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -187,3 +191,130 @@ def test_guest_boots_gets_a_lease_and_serves_its_hostname(
     assert f"hello from {HOSTNAME}" in page, page
     assert reached == "PROBE-OK page served by the host\n", reached
     assert unreached is not None and unreached.startswith(f"PROBE-FAILED 10.0.2.2:{closed}: "), unreached
+
+
+class Qmp:
+    """Just enough of qemu's QMP (JSON lines on a unix socket) to hot-plug a disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(30)
+        self.sock.connect(str(path))
+        self.file = self.sock.makefile("rwb")
+        self._answer()  # the greeting
+        self.run("qmp_capabilities")
+
+    def _answer(self) -> dict[str, Any]:
+        while True:
+            message: dict[str, Any] = json.loads(self.file.readline())
+            if "event" not in message:
+                return message
+
+    def run(self, command: str, **arguments: object) -> object:
+        self.file.write(json.dumps({"execute": command, "arguments": arguments}).encode() + b"\n")
+        self.file.flush()
+        answer = self._answer()
+        assert "error" not in answer, (command, answer)
+        return answer.get("return")
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def wait_for_line(console: Path, line: str, timeout_s: float, process: subprocess.Popen[bytes]) -> float:
+    """Seconds until `line` is a whole line of the console."""
+    started = time.monotonic()
+    text = b""
+    while time.monotonic() - started < timeout_s:
+        text = console.read_bytes() if console.exists() else b""
+        if re.search(rb"^" + re.escape(line.encode()) + rb"\r?$", text, re.M):
+            return time.monotonic() - started
+        assert b"Kernel panic" not in text, text.decode(errors="replace")[-3000:]
+        assert process.poll() is None, f"qemu exited with {process.returncode}"
+        time.sleep(0.02)
+    raise AssertionError(
+        f"no line {line!r} within {timeout_s:.0f}s:\n{text.decode(errors='replace')[-3000:]}"
+    )
+
+
+def test_guest_reports_each_disk_and_leaves_or_finds_its_marker(
+    guest: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    qemu = shutil.which("qemu-system-x86_64")
+    if qemu is None or shutil.which("qemu-img") is None:
+        pytest.skip(
+            "qemu-system-x86_64 or qemu-img is not installed (scripts/build-test-guest.sh installs them)"
+        )
+    kernel, initrd, root = guest
+    blank = tmp_path / "blank.qcow2"  # the test guest's own empty root disk, as a volume made of it
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(root), str(blank)], check=True
+    )
+    marked, hot = tmp_path / "marked.raw", tmp_path / "hot.raw"
+    marked.write_bytes(b"written-by other-vm\n".ljust(2**20, b"\0"))
+    hot.write_bytes(bytes(2**20))
+    long_serial = "0123456789abcdefghijklmnopqrstuvwxyz"  # a volume id is longer than virtio's 20
+    console, qmp_path = tmp_path / "console.log", tmp_path / "qmp.sock"
+    command = [
+        qemu,
+        "-machine", "accel=tcg",
+        "-m", "256",
+        "-nographic",
+        "-kernel", str(kernel),
+        "-initrd", str(initrd),
+        "-append", f"console=ttyS0 fabric.hostname={HOSTNAME}",
+        "-serial", f"file:{console}",
+        "-qmp", f"unix:{qmp_path},server=on,wait=off",
+        "-netdev", "user,id=n0",
+        "-device", "virtio-net-pci,netdev=n0",
+        "-drive", f"file={blank},format=qcow2,if=none,id=root",
+        "-device", f"virtio-blk-pci,drive=root,serial={long_serial}",
+        "-drive", f"file={marked},format=raw,if=none,id=marked",
+        "-device", "virtio-blk-pci,drive=marked,serial=marked-disk",
+        "-no-reboot",
+    ]  # fmt: skip
+    log = (tmp_path / "qemu.log").open("wb")
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    qmp = None
+    try:
+        wait_for_line(console, f"DISK vda serial={long_serial[:20]}", BOOT_TIMEOUT, process)
+        wait_for_line(console, f"DISK vda wrote written-by {HOSTNAME}", 30, process)
+        wait_for_line(console, "DISK vdb serial=marked-disk", 30, process)
+        wait_for_line(console, "DISK vdb found written-by other-vm", 30, process)
+
+        qmp = Qmp(qmp_path)
+        qmp.run(
+            "blockdev-add",
+            driver="raw",
+            **{"node-name": "hot"},
+            file={"driver": "file", "filename": str(hot)},
+        )
+        started = time.monotonic()
+        qmp.run("device_add", driver="virtio-blk-pci", drive="hot", id="hot0", serial="hot-plugged")
+        wait_for_line(console, "DISK vdc serial=hot-plugged", 30, process)
+        seen = time.monotonic() - started
+        wait_for_line(console, f"DISK vdc wrote written-by {HOSTNAME}", 30, process)
+        started = time.monotonic()
+        qmp.run("device_del", id="hot0")
+        wait_for_line(console, "DISK vdc removed", 30, process)
+        removed = time.monotonic() - started
+        print(
+            f"\nqemu (TCG): a hot-plugged disk seen {seen:.2f}s after device_add, "
+            f"gone {removed:.2f}s after device_del"
+        )
+    finally:
+        if qmp is not None:
+            qmp.close()
+        if process.poll() is None:
+            process.kill()  # by its PID: this qemu and nothing else
+        process.wait(timeout=30)
+        log.close()
+
+    text = console.read_text(errors="replace")
+    assert "fabric-guest:" not in text, text[-3000:]
+    assert hot.read_bytes().startswith(f"written-by {HOSTNAME}\n".encode() + b"\0"), (
+        "the marker is not on the disk"
+    )
+    assert marked.read_bytes().startswith(b"written-by other-vm\n\0"), "a marker was overwritten"
+    assert text.count("DISK vdb found") == 1 and "DISK vdb wrote" not in text

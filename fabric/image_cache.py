@@ -1,7 +1,9 @@
 """The per-host image cache: each image's bytes copied once from the blob store to a local file.
 
-Guests' root disks are copy-on-write overlays of these files and kernels boot from them, so a
-file here is never written again once in place, and many guests share it. A copy is streamed
+Shared by the agents that need images on their host: guests' root disks (compute agent) and
+volumes made from images (volume agent, `file` backend) are copy-on-write overlays of these
+files, and kernels boot from them, so a file here is never written again once in place, and many
+disks share it. A copy is streamed
 (an image is never held whole in memory), checked against the md5 the image service recorded,
 written under a temporary name and renamed into place only when complete and verified: a file
 named after an image id is always that image, whole. Concurrent fetches of one image in this
@@ -19,11 +21,21 @@ from typing import BinaryIO
 
 from fabric.blobs import BlobStore
 from fabric.threads import finish_in_thread
-from fabric.virt import ImageFile, SpawnFailed
 from protocol.errors import Invalid
+from protocol.storage import ImageFile
 
 #: Image ids become file names: no separators, no leading dot (Glance's are UUIDs).
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+
+
+class ImageUnavailable(Exception):
+    """The image cannot be made local (missing from the store, not matching its checksum, a bad
+    id); `reason` is for the user, and each agent turns it into its own failure (a spawn fault,
+    a volume's error reason)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class ImageCache:
@@ -36,12 +48,12 @@ class ImageCache:
 
     def path(self, image_id: str) -> Path:
         if not _SAFE_ID.fullmatch(image_id):
-            raise SpawnFailed(f"image id {image_id!r} is not a valid image id")
+            raise ImageUnavailable(f"image id {image_id!r} is not a valid image id")
         return self.root / image_id
 
     async def fetch(self, image: ImageFile) -> Path:
         """The local file of `image`, copied from the blob store first if it is not here yet.
-        Raises `SpawnFailed` when the data is missing or does not match its checksum or size."""
+        Raises `ImageUnavailable` when the data is missing or does not match its checksum or size."""
         path = self.path(image.image_id)
         lock = self._locks.setdefault(image.image_id, asyncio.Lock())
         async with lock:
@@ -49,6 +61,11 @@ class ImageCache:
                 return path
             await self._download(image, path)
             return path
+
+    async def remove_partial_downloads(self) -> list[Path]:
+        """Remove what downloads cut short by a crash left (a cancelled one removes its own);
+        call it before any fetch starts. Returns what was removed."""
+        return await asyncio.to_thread(_remove_partials, self.root)
 
     async def _download(self, image: ImageFile, path: Path) -> None:
         await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
@@ -73,9 +90,11 @@ class ImageCache:
                 size += len(chunk)
                 await finish_in_thread(f.write, chunk)
         except (FileNotFoundError, Invalid) as exc:
-            raise SpawnFailed(f"image {image.image_id}: its data is missing from the image store") from exc
+            raise ImageUnavailable(
+                f"image {image.image_id}: its data is missing from the image store"
+            ) from exc
         if size != image.size or md5.hexdigest() != image.checksum:
-            raise SpawnFailed(
+            raise ImageUnavailable(
                 f"image {image.image_id}: the stored data does not match its checksum "
                 f"({size} bytes, md5 {md5.hexdigest()}; "
                 f"expected {image.size} bytes, md5 {image.checksum})"
@@ -93,3 +112,13 @@ def _flush_readable(f: BinaryIO) -> None:
     f.flush()
     os.fchmod(f.fileno(), 0o644)
     os.fsync(f.fileno())
+
+
+def _remove_partials(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    removed = []
+    for path in root.glob(".*.partial"):
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed

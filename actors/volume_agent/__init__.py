@@ -1,0 +1,1 @@
+"""Volume agents: one per storage host, each over one storage backend (`backend.py`)."""
