@@ -116,6 +116,8 @@ async def own_fabric(
             FABRIC_PUBLIC_URL="",
             FABRIC_LOG_LEVEL="INFO",
             FABRIC_COMPUTE_DRIVER="none",  # a benchmark never boots real guests unless asked
+            FABRIC_VOLUME_BACKEND="fake",  # nor writes volume files
+            FABRIC_VOLUME_DIR=str(work / "volumes"),  # and never shares a volume host's directory
         )
         env.update(extra_env or {})
         await drop_database(database_url)  # a leftover of a killed run with our PID

@@ -33,10 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     service.add_argument("--port", type=int, help="gateway port, for `service gateway`")
     service.add_argument("--metrics-port", type=int, help="serve /metrics and /healthz on this port")
     service.add_argument(
-        "--host", help="compute-agent, network-agent: the host's name (default: this machine's)"
+        "--host", help="compute-agent, network-agent, volume-agent: the host's name (default: this machine's)"
     )
     service.add_argument("--driver", choices=("libvirt", "fake"), help="compute-agent: the virt driver")
     service.add_argument("--fake-hosts", type=int, help="compute-agent: run N simulated hosts instead")
+    service.add_argument(
+        "--backend", choices=("file", "fake"), help="volume-agent: qcow2 files (default) or in memory"
+    )
 
     commands.add_parser("bootstrap", help="create the admin user, project, roles and catalog (idempotent)")
     db = commands.add_parser("db", help="database commands")
@@ -52,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             compute_host=getattr(args, "host", None),
             compute_driver=getattr(args, "driver", None),
             fake_hosts=getattr(args, "fake_hosts", None),
+            volume_host=getattr(args, "host", None),
+            volume_backend=getattr(args, "backend", None),
         )
     except Invalid as exc:
         print(f"fabric: bad setting: {exc.message}", file=sys.stderr)

@@ -25,6 +25,10 @@ from fabric.compute_client import ComputeApi, ImageApi
 from fabric.compute_client import Server as Server
 from fabric.compute_client import ServerFailed as ServerFailed
 from fabric.config import Settings
+from fabric.volume_client import Snapshot as Snapshot
+from fabric.volume_client import Volume as Volume
+from fabric.volume_client import VolumeApi
+from fabric.volume_client import VolumeFailed as VolumeFailed
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +195,7 @@ class Client:
         self.identity = IdentityApi(self)
         self.compute = ComputeApi(self)
         self.image = ImageApi(self)
+        self.volume = VolumeApi(self)
 
     @classmethod
     def for_admin(cls, settings: Settings) -> "Client":

@@ -8,6 +8,7 @@ import asyncio
 import functools
 import logging
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable, Collection
@@ -31,6 +32,12 @@ from actors.network.actor import Network
 from actors.network_agent.agent import NetworkAgent
 from actors.scheduler.actor import MIGRATIONS as SCHEDULER_MIGRATIONS
 from actors.scheduler.actor import Scheduler
+from actors.volume.actor import MIGRATIONS as VOLUME_MIGRATIONS
+from actors.volume.actor import Volume
+from actors.volume_agent.agent import VolumeAgent
+from actors.volume_agent.backend import VolumeBackend
+from actors.volume_agent.fake_backend import FakeBackend
+from actors.volume_agent.file_backend import FileBackend
 from fabric import seed
 from fabric.actor import Actor, Supervisor
 from fabric.blobs import FilesystemStore
@@ -60,8 +67,9 @@ ACTORS: dict[str, ActorSpec] = {
     "compute": ActorSpec(Compute, "compute", COMPUTE_MIGRATIONS),
     "scheduler": ActorSpec(Scheduler, "scheduler", SCHEDULER_MIGRATIONS),
     "network": ActorSpec(Network, "network", NETWORK_MIGRATIONS),
+    "volume": ActorSpec(Volume, "volume", VOLUME_MIGRATIONS),
 }
-SERVICES = (*ACTORS, "gateway", "compute-agent", "network-agent")
+SERVICES = (*ACTORS, "gateway", "compute-agent", "network-agent", "volume-agent")
 
 
 def fake_fleet(bus: Bus, settings: Settings, *, hosts: int, prefix: str) -> ComputeAgent:
@@ -100,6 +108,38 @@ def network_agent(bus: Bus, settings: Settings) -> NetworkAgent:
         state_dir=settings.network_path / settings.host_name,
         report_interval_s=settings.capacity_report_interval_s,
     )
+
+
+def volume_backend(settings: Settings) -> VolumeBackend:
+    """This machine's volume backend, per `volume_backend`. Made once per process and kept
+    across the agent's restarts (the fake one's volumes live only in it)."""
+    if settings.volume_backend == "fake":
+        if settings.volume_capacity_gb:
+            return FakeBackend(capacity_gb=settings.volume_capacity_gb)
+        return FakeBackend()
+    return FileBackend(
+        settings.volume_path / settings.volume_host_name,
+        FilesystemStore(settings.image_path),
+        capacity_gb=settings.volume_capacity_gb,
+    )
+
+
+def volume_agent(bus: Bus, settings: Settings, backend: VolumeBackend) -> VolumeAgent:
+    """This machine's volume host (`volume_host`, else the host name) over `backend`."""
+    return VolumeAgent(
+        bus,
+        host=settings.volume_host_name,
+        backend=backend,
+        availability_zone=settings.availability_zone,
+        report_interval_s=settings.capacity_report_interval_s,
+    )
+
+
+def why_no_volume_agent(settings: Settings) -> str | None:
+    """Why this machine cannot run its volume host, or None when it can."""
+    if settings.volume_backend == "file" and shutil.which("qemu-img") is None:
+        return "qemu-img is not installed (scripts/setup.sh installs it)"
+    return None
 
 
 def why_no_network_agent() -> str | None:
@@ -279,6 +319,15 @@ class Cloud:
                     self.plumbs_networks = True
                 else:
                     self.notes.append(f"no network agent: {no_net}")
+        if settings.volume_agent:
+            no_volumes = why_no_volume_agent(settings)
+            if no_volumes is None:
+                backend = volume_backend(settings)
+                self._supervise("volume-agent", lambda: volume_agent(bus, settings, backend))
+                self.notes.append(f"volume host {settings.volume_host_name} ({settings.volume_backend})")
+            else:
+                self.notes.append(f"no volume host: {no_volumes}")
+                log.warning("no volume host", extra={"reason": no_volumes})
         if settings.fake_hosts:
             self._supervise(
                 "fake-fleet", lambda: fake_fleet(bus, settings, hosts=settings.fake_hosts, prefix="fake")
@@ -396,6 +445,15 @@ async def run_service(name: str, settings: Settings, *, reuse_port: bool = True)
         return
     if name == "compute-agent":
         await _run_agent(settings, stop)
+        return
+    if name == "volume-agent":
+        no_volumes = why_no_volume_agent(settings)
+        if no_volumes is not None:
+            raise SystemExit(f"fabric: no volume host: {no_volumes}")
+        bus = await _connect_bus(settings, f"fabric-volume-agent-{settings.volume_host_name}")
+        backend = volume_backend(settings)
+        ready = f"volume-agent serving {settings.volume_host_name} ({settings.volume_backend})"
+        await _serve("volume-agent", lambda: volume_agent(bus, settings, backend), bus, settings, stop, ready)
         return
     if name == "network-agent":
         bus = await _connect_bus(settings, f"fabric-network-agent-{settings.host_name}")

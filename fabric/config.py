@@ -97,6 +97,28 @@ class Settings:
     outside_namespace: Annotated[str, MinLen(1), MaxLen(64)] = "fabric-outside"
     #: Where a network agent keeps dnsmasq's files; empty: `state_dir/network`.
     network_dir: str = ""
+    #: This machine's volume host (`fabric up` runs its agent when `volume_agent`): its backend
+    #: (`file`: qcow2 files made with qemu-img; `fake`: in memory, for tests and benchmarks),
+    #: where `file` keeps them (empty: /var/lib/fabric/volumes for root, which qemu's user must
+    #: traverse, else `state_dir/volumes`), the capacity it announces (0: the filesystem's size;
+    #: for `fake`, room for any benchmark), and its name (empty: this machine's host name).
+    volume_agent: bool = True
+    volume_backend: Literal["file", "fake"] = "file"
+    volume_dir: str = ""
+    volume_capacity_gb: Annotated[int, Range(0, 2**31)] = 0
+    volume_host: Annotated[str, MaxLen(255)] = ""
+    #: The volume service: a volume or snapshot step (create, extend, delete) its storage host
+    #: has not answered for `volume_step_timeout_s` is sent again, and one still not done after
+    #: `volume_step_deadline_s` fails (error, error_extending, error_deleting, with a reason).
+    #: An attach or detach compute has not finished after `volume_attach_deadline_s` is undone
+    #: (attaching → available, detaching → in-use). A storage host whose reports stop for
+    #: `volume_host_ttl_s` gets no new volumes; one takes new volumes up to its free space
+    #: times `volume_over_subscription_ratio` (files are thin: Cinder's max_over_subscription_ratio).
+    volume_step_timeout_s: Annotated[float, Range(0.1, 86400.0)] = 30.0
+    volume_step_deadline_s: Annotated[float, Range(0.1, 7 * 86400.0)] = 600.0
+    volume_attach_deadline_s: Annotated[float, Range(0.1, 7 * 86400.0)] = 300.0
+    volume_host_ttl_s: Annotated[float, Range(1.0, 86400.0)] = 30.0
+    volume_over_subscription_ratio: Annotated[float, Range(1.0, 1000.0)] = 20.0
     #: Where `fabric up` finds the built test guest to register; empty: this checkout's
     #: `.cache/test-guest` (scripts/build-test-guest.sh).
     test_guest_dir: str = ""
@@ -137,6 +159,16 @@ class Settings:
     @property
     def host_name(self) -> str:
         return self.compute_host or socket.gethostname()
+
+    @property
+    def volume_path(self) -> Path:
+        if self.volume_dir:
+            return Path(self.volume_dir).expanduser()
+        return Path("/var/lib/fabric/volumes") if os.geteuid() == 0 else self.state_path / "volumes"
+
+    @property
+    def volume_host_name(self) -> str:
+        return self.volume_host or self.host_name
 
     def with_admin_password(self) -> "Settings":
         """The admin password: configured, or the one kept in the state dir (made once)."""

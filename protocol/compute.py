@@ -173,6 +173,12 @@ class ServerAddress:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AttachedVolume:
+    id: str
+    delete_on_termination: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServerView:
     id: str
     name: str
@@ -202,6 +208,8 @@ class ServerView:
     fault: ServerFault | None
     #: By network name, as Nova shows them.
     addresses: dict[str, tuple[ServerAddress, ...]]
+    #: Volumes attached (or being attached), the root volume first when booted from one.
+    volumes_attached: tuple[AttachedVolume, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -218,7 +226,8 @@ class CreateServer:
     server_id: Annotated[str, MinLen(36), MaxLen(36)]
     name: ServerName
     description: Annotated[str, MaxLen(255)] | None = None
-    image_id: Annotated[str, MinLen(1), MaxLen(64)]
+    #: Empty when booting from a volume.
+    image_id: Annotated[str, MaxLen(64)]
     flavor_id: Annotated[str, MinLen(1), MaxLen(255)]
     key_name: Annotated[str, MinLen(1), MaxLen(255)] | None = None
     availability_zone: Annotated[str, MinLen(1), MaxLen(255)] | None = None
@@ -231,6 +240,21 @@ class CreateServer:
     auto_network: bool = False
     #: Security groups (names or ids) of the ports made for the server; empty: `default`.
     security_groups: Annotated[tuple[Annotated[str, MinLen(1), MaxLen(255)], ...], MaxLen(16)] = ()
+    #: Boot from volume: a volume to boot from (or an image to make one of) as `root_volume`;
+    #: `image_id` is then empty.
+    root_volume: "RootVolume | None" = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RootVolume:
+    """Nova's block_device_mapping_v2 entry with boot_index 0 and destination_type volume."""
+
+    #: An existing volume to boot from, or None to make one from `image_id`.
+    volume_id: Annotated[str, MinLen(1), MaxLen(64)] | None = None
+    image_id: Annotated[str, MinLen(1), MaxLen(64)] | None = None
+    #: The size of the volume made from the image; None: the flavor's disk.
+    size_gb: Annotated[int, Range(1, 2**20)] | None = None
+    delete_on_termination: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -423,13 +447,76 @@ class DeleteServerGroup:
     group_id: Annotated[str, MinLen(1), MaxLen(64)]
 
 
+# --- volume attachments ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VolumeAttachmentView:
+    server_id: str
+    volume_id: str
+    #: The device name given to the guest (`/dev/vdb`): a hint, the guest names disks itself.
+    device: str | None
+    #: `attaching`, `attached` or `detaching`.
+    status: str
+    delete_on_termination: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VolumeAttachmentList:
+    items: tuple[VolumeAttachmentView, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttachVolume:
+    """Attach a volume to an active or stopped server. Reply: VolumeAttachmentView (the disk
+    reaches the guest shortly after; the volume turns `in-use` then). NotFound for a server or
+    volume the caller cannot see; Invalid when the volume is not available; Conflict when the
+    server's state forbids it."""
+
+    server_id: ServerId
+    volume_id: Annotated[str, MinLen(1), MaxLen(64)]
+    device: Annotated[str, MinLen(1), MaxLen(64)] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListVolumeAttachments:
+    """Reply: VolumeAttachmentList."""
+
+    server_id: ServerId
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetVolumeAttachment:
+    """Reply: VolumeAttachmentView; NotFound when that volume is not attached to the server."""
+
+    server_id: ServerId
+    volume_id: Annotated[str, MinLen(1), MaxLen(64)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DetachVolume:
+    """Reply: Done at once; the volume is `available` again once the guest let go. NotFound when
+    not attached; Invalid for the root volume; Conflict while the attachment is still moving."""
+
+    server_id: ServerId
+    volume_id: Annotated[str, MinLen(1), MaxLen(64)]
+
+
 MESSAGES = (
+    AttachedVolume,
+    VolumeAttachmentView,
+    VolumeAttachmentList,
+    AttachVolume,
+    ListVolumeAttachments,
+    GetVolumeAttachment,
+    DetachVolume,
     ServerFault,
     ServerAddress,
     ServerView,
     ServerList,
     NetworkRequest,
     CreateServer,
+    RootVolume,
     GetServer,
     ListServers,
     DeleteServer,

@@ -67,6 +67,7 @@ def settings(amqp_url: str, database_url: str, tmp_path_factory: pytest.TempPath
         # Only the test that needs real plumbing runs a network agent: an agent owns every
         # bridge and namespace of the fabric's naming on the machine.
         network_agent=False,
+        volume_backend="fake",
         capacity_report_interval_s=1.0,
     )
 

@@ -113,6 +113,9 @@ def fabric_env(settings: Settings, **extra: str) -> dict[str, str]:
         FABRIC_COMPUTE_HOST=settings.compute_host,
         FABRIC_FAKE_HOSTS=str(settings.fake_hosts),
         FABRIC_CAPACITY_REPORT_INTERVAL_S=str(settings.capacity_report_interval_s),
+        # A volume agent removes the files its database does not know: never a shared directory.
+        FABRIC_VOLUME_BACKEND=settings.volume_backend,
+        FABRIC_VOLUME_DIR=settings.volume_dir or str(Path(settings.state_dir) / "volumes"),
     )
     env.update(extra)
     return env

@@ -12,14 +12,14 @@ import orjson
 
 from actors.compute import boot
 from fabric.store import Connection
-from protocol.compute import FlavorView, ServerAddress, ServerFault, ServerView
+from protocol.compute import AttachedVolume, FlavorView, ServerAddress, ServerFault, ServerView
 from protocol.scheduler import Placed
 
 COLUMNS = """id, name, description, project_id, user_id, vm_state, task_state, power_state, host, agent_queue,
     availability_zone, flavor, vcpus, ram_mb, disk_gb, image_id, spawn, key_name, metadata, group_id,
     tried_hosts, fault, ports, addresses, spawn->'kernel'->>'image_id' AS kernel_id,
     spawn->'ramdisk'->>'image_id' AS ramdisk_id, extract(epoch FROM created_at) AS created,
-    extract(epoch FROM updated_at) AS updated, extract(epoch FROM launched_at) AS launched"""
+    extract(epoch FROM updated_at) AS updated, extract(epoch FROM launched_at) AS launched, volumes"""
 
 
 #: Live servers and, as vm_state `deleted` with their deletion as `updated_at`, the deleted ones
@@ -60,6 +60,7 @@ def view(r: asyncpg.Record) -> ServerView:
             name: tuple(ServerAddress(**a) for a in entries)
             for name, entries in orjson.loads(r["addresses"]).items()
         },
+        volumes_attached=tuple(AttachedVolume(**v) for v in orjson.loads(r["volumes"] or "[]")),
     )
 
 

@@ -19,8 +19,9 @@ import orjson
 
 from actors.compute import boot, nics, quota_sql, server_sql
 from actors.compute import sql as flavor_sql
+from actors.compute.root_volumes import RootVolumes
 from fabric.actor import handles, subscribes
-from fabric.service import ServiceActor, require_admin, require_member, service_context
+from fabric.service import require_admin, require_member, service_context
 from protocol import compute_agent as agent
 from protocol.compute import (
     CreateServer,
@@ -76,7 +77,7 @@ def _fault(message: str, *, code: int = 500, details: str = "") -> ServerFault:
     return ServerFault(code=code, message=message, details=details, created=time.time())
 
 
-class Servers(ServiceActor):
+class Servers(RootVolumes):
     """The server handlers of the compute service (mixed into `actor.Compute`)."""
 
     def _visible(self, row: asyncpg.Record | None, ctx: Context, server_id: str) -> asyncpg.Record:
@@ -137,16 +138,27 @@ class Servers(ServiceActor):
             limits = await quota_sql.limits(tx, ctx.project_id or "")
         if limits["metadata_items"] >= 0 and len(msg.metadata) > limits["metadata_items"]:
             raise QuotaExceeded("metadata_items", str(limits["metadata_items"]))
-        image, spawn = await self._spawn_spec(msg, ctx)
-        if flavor.disk and image.size and image.size > flavor.disk * 1024**3:
-            raise Invalid("flavorRef", f"flavor {flavor.id}'s disk is too small for image {image.id}")
-        if flavor.ram < image.min_ram or (flavor.disk and flavor.disk < image.min_disk):
-            raise Invalid("flavorRef", f"flavor {flavor.id} is smaller than image {image.id} requires")
+        root: dict[str, Any] | None = None
+        if msg.root_volume is not None:
+            image_id, disk_gb = "", 0  # Nova shows no image, and the root disk is the volume's
+            spawn, root = await self.root_volume_spec(msg, flavor, ctx)
+        else:
+            image, spawn = await self._spawn_spec(msg, ctx)
+            if flavor.disk and image.size and image.size > flavor.disk * 1024**3:
+                raise Invalid("flavorRef", f"flavor {flavor.id}'s disk is too small for image {image.id}")
+            if flavor.ram < image.min_ram or (flavor.disk and flavor.disk < image.min_disk):
+                raise Invalid("flavorRef", f"flavor {flavor.id} is smaller than image {image.id} requires")
+            image_id, disk_gb = image.id, flavor.disk
         zone = (msg.availability_zone or "nova").split(":")[0] or "nova"
-        requests = await nics.auto_network(self.bus, ctx) if msg.auto_network else list(msg.networks)
-        ports = await nics.make_ports(
-            self.bus, msg.server_id, hostname_of(msg.name), requests, zone, ctx, msg.security_groups
-        )
+        try:
+            requests = await nics.auto_network(self.bus, ctx) if msg.auto_network else list(msg.networks)
+            ports = await nics.make_ports(
+                self.bus, msg.server_id, hostname_of(msg.name), requests, zone, ctx, msg.security_groups
+            )
+        except BaseException:
+            if root is not None:
+                await self.give_back_root_volume(root, ctx)
+            raise
         values = {
             "id": msg.server_id,
             "name": msg.name,
@@ -157,8 +169,8 @@ class Servers(ServiceActor):
             "flavor": {f: getattr(flavor, f) for f in flavor.__slots__},
             "vcpus": flavor.vcpus,
             "ram_mb": flavor.ram,
-            "disk_gb": flavor.disk,
-            "image_id": image.id,
+            "disk_gb": disk_gb,
+            "image_id": image_id,
             "spawn": spawn,
             "key_name": msg.key_name,
             "metadata": msg.metadata,
@@ -175,6 +187,8 @@ class Servers(ServiceActor):
                     row = await server_sql.get(tx, msg.server_id)
         except BaseException:
             await nics.release_ports(self.bus, ports, service_context(ctx.request_id))
+            if root is not None:
+                await self.give_back_root_volume(root, ctx)
             raise
         assert row is not None
         if created is not None:  # after commit: never announce a row that could still roll back
@@ -235,6 +249,12 @@ class Servers(ServiceActor):
 
     async def _send_spawn(self, row: asyncpg.Record, ctx: Context) -> None:
         spawn = orjson.loads(row["spawn"])
+        disks: tuple[agent.GuestDisk, ...] = ()
+        if spawn.get("root_volume"):
+            disk = await self.root_disk(row, spawn["root_volume"], ctx)
+            if disk is None:
+                return  # not ready: its status change (or the reaper) drives this step again
+            disks = (disk,)
         ports = orjson.loads(row["ports"])
         await nics.bind_ports(self.bus, ports, row["host"], ctx.request_id)
         msg = agent.SpawnGuest(
@@ -244,13 +264,27 @@ class Servers(ServiceActor):
             vcpus=row["vcpus"],
             ram_mb=row["ram_mb"],
             disk_gb=row["disk_gb"],
-            root_image=agent.ImageFile(**spawn["root"]),
+            root_image=agent.ImageFile(**spawn["root"]) if spawn["root"] else None,
             kernel=agent.ImageFile(**spawn["kernel"]) if spawn["kernel"] else None,
             ramdisk=agent.ImageFile(**spawn["ramdisk"]) if spawn["ramdisk"] else None,
             cmdline=spawn["cmdline"],
             nics=nics.nics(ports),
+            disks=disks,
         )
         await self.bus.cast(row["agent_queue"], msg, ctx)
+
+    async def spawn_again(self, server_id: str, ctx: Context) -> None:
+        async with self.store.connection() as conn:
+            row = await server_sql.get(conn, server_id)
+        if row is not None and row["task_state"] == boot.Task.SPAWNING:
+            await self._send_spawn(row, ctx)
+
+    async def fail_server(self, server_id: str, message: str) -> None:
+        """A build that cannot go on (its root volume failed): ERROR, and its host's room back."""
+        async with self.store.transaction() as tx:
+            failed = await server_sql.fail(tx, server_id, _fault(message), tasks=(boot.Task.SPAWNING,))
+        if failed:
+            await self._release(server_id, None, service_context())
 
     async def _release(self, server_id: str, host: str | None, ctx: Context) -> None:
         await self.bus.call(SCHEDULER, ReleaseAllocation(server_id=server_id, host=host), ctx, timeout_s=30)
@@ -260,6 +294,8 @@ class Servers(ServiceActor):
         async with self.store.connection() as tx:
             if not await server_sql.spawned(tx, msg.server_id, msg.host):
                 log.info("spawn reported for a server not spawning there", extra={"server_id": msg.server_id})
+                return
+        await self.complete_root_attachments(msg.server_id, ctx)
 
     @handles(agent.GuestSpawnFailed, key=lambda m: m.server_id)
     async def on_spawn_failed(self, msg: agent.GuestSpawnFailed, ctx: Context) -> None:
@@ -276,6 +312,7 @@ class Servers(ServiceActor):
                 await server_sql.fail(tx, msg.server_id, fault, tasks=(None,))
         if moved is None:
             return
+        await self.end_root_attachments(msg.server_id, ctx)
         # Before placing again: the scheduler would otherwise answer with this allocation.
         await self._release(msg.server_id, msg.host, ctx)
         if moved["task_state"] == boot.Task.SCHEDULING:
@@ -392,8 +429,11 @@ class Servers(ServiceActor):
         await self._release(server_id, host, ctx)
         async with self.store.connection() as conn:
             row = await server_sql.get(conn, server_id)
+        root = None
         if row is not None:
             await nics.release_ports(self.bus, orjson.loads(row["ports"]), service_context(ctx.request_id))
+            root = orjson.loads(row["spawn"]).get("root_volume")
+        await self.release_volumes(server_id, root, ctx)
         async with self.store.transaction() as tx:
             gone = await server_sql.remove(tx, server_id)
             if gone is not None:
@@ -463,7 +503,7 @@ class Servers(ServiceActor):
             await server_sql.purge_deleted(tx, self.settings.deleted_server_retention_s)
         for row in rows:
             await self._redrive(row, service_context())
-        return len(rows)
+        return len(rows) + await self.reap_attachments(self.settings.saga_step_timeout_s, REAP_BATCH)
 
     async def _redrive(self, row: asyncpg.Record, ctx: Context) -> None:
         task, server_id = row["task_state"], row["id"]

@@ -29,6 +29,10 @@ from fabric.gateway import (
     network_l3,
     security_groups,
     servers,
+    volume,
+    volume_attachments,
+    volume_project,
+    volume_snapshots,
 )
 from fabric.gateway.auth import Auth, service_context
 from fabric.gateway.context import AUTH, BLOBS, BUS, REQUEST_ID, SETTINGS
@@ -67,6 +71,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     if not response.prepared:
         response.headers["x-openstack-request-id"] = rid
         microversion.echo(request, response)
+        volume.echo(request, response)
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     elapsed = time.perf_counter() - started
     method = request.method if request.method in KNOWN_METHODS else "OTHER"
@@ -134,7 +139,8 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 
 def build_app(bus: Bus, auth: Auth, settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[gateway_middleware, microversion.negotiate], client_max_size=MAX_BODY_BYTES
+        middlewares=[gateway_middleware, microversion.negotiate, volume.negotiate],
+        client_max_size=MAX_BODY_BYTES,
     )
     app[BUS] = bus
     app[AUTH] = auth
@@ -146,11 +152,15 @@ def build_app(bus: Bus, auth: Auth, settings: Settings) -> web.Application:
     image.add_routes(app)
     compute.add_routes(app)
     servers.add_routes(app)
+    volume_attachments.add_routes(app)
     hypervisors.add_routes(app)
     compute_project.add_routes(app)
     network.add_routes(app)
     network_l3.add_routes(app)
     security_groups.add_routes(app)
+    volume.add_routes(app)
+    volume_snapshots.add_routes(app)
+    volume_project.add_routes(app)
     return app
 
 

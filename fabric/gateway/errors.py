@@ -89,7 +89,23 @@ NEUTRON_TYPES = {
     413: "OverQuota",
 }
 
-SHAPES: dict[str, ErrorShape] = {"identity": keystone_body, "compute": nova_body, "network": neutron_body}
+
+def cinder_body(status: int, message: str) -> dict[str, Any]:
+    """Cinder's faults are Nova's, but for 503 (its own name) and 406 (no name: computeFault)."""
+    if status == 401:
+        return keystone_body(status, message)
+    kind = CINDER_KINDS.get(status, "computeFault")
+    return {kind: {"code": status, "message": message}}
+
+
+CINDER_KINDS = {k: v for k, v in NOVA_KINDS.items() if k != 406} | {503: "serviceUnavailable"}
+
+SHAPES: dict[str, ErrorShape] = {
+    "identity": keystone_body,
+    "compute": nova_body,
+    "network": neutron_body,
+    "volume": cinder_body,
+}
 
 
 def error_body(path: str, status: int, message: str) -> dict[str, Any]:

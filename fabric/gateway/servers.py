@@ -9,7 +9,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 
@@ -28,6 +28,7 @@ from protocol.compute import (
     ListServers,
     NetworkRequest,
     PowerAction,
+    RootVolume,
     ServerView,
     SetServerPower,
     hostname_of,
@@ -74,7 +75,10 @@ def server_body(
         "user_id": s.user_id,
         "metadata": s.metadata,
         "hostId": host_id,
-        "image": {"id": s.image_id, "links": [{"rel": "bookmark", "href": f"{root}/images/{s.image_id}"}]},
+        # Nova shows a server booted from a volume with the image "".
+        "image": {"id": s.image_id, "links": [{"rel": "bookmark", "href": f"{root}/images/{s.image_id}"}]}
+        if s.image_id
+        else "",
         "flavor": {
             "id": s.flavor.id,
             "links": [{"rel": "bookmark", "href": f"{root}/flavors/{s.flavor.id}"}],
@@ -101,7 +105,12 @@ def server_body(
         "OS-EXT-STS:task_state": s.task_state,
         "OS-EXT-STS:vm_state": s.vm_state,
         "OS-EXT-STS:power_state": s.power_state,
-        "os-extended-volumes:volumes_attached": [],
+        "os-extended-volumes:volumes_attached": [
+            {"id": v.id, "delete_on_termination": v.delete_on_termination}
+            if version >= (2, 3)
+            else {"id": v.id}
+            for v in s.volumes_attached
+        ],
     }
     if ctx.is_admin:
         body["OS-EXT-SRV-ATTR:host"] = s.host
@@ -164,26 +173,63 @@ class CreateRequest:
     hints: dict[str, Any] | None = None
 
 
-def _image_id(fields: ServerFields) -> str:
-    """imageRef, or the image of OSC's image→local boot mapping (it sends both)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlockDeviceMapping:
+    """One entry of Nova's block_device_mapping_v2, as far as this cloud takes them."""
+
+    source_type: Literal["image", "volume", "snapshot", "blank"]
+    destination_type: Literal["local", "volume"] = "local"
+    uuid: Annotated[str, MinLen(1), MaxLen(64)] | None = None
+    boot_index: int | str | None = None
+    volume_size: int | str | None = None
+    delete_on_termination: bool = False
+
+
+def _boot_source(fields: ServerFields) -> tuple[str, RootVolume | None]:
+    """The image to boot from, or the root volume: imageRef, OSC's image→local mapping (it
+    sends both), or a mapping with boot_index 0 onto a volume (an existing volume, or one made
+    from an image: `--volume`, `--boot-from-volume`)."""
     mappings = fields.block_device_mapping_v2 or []
     if not isinstance(mappings, list):
         raise Invalid("server.block_device_mapping_v2", "a list of block device mappings")
-    for i, m in enumerate(mappings):
-        if (
-            not isinstance(m, dict)
-            or m.get("source_type") != "image"
-            or m.get("destination_type", "local") != "local"
-        ):
-            raise Invalid(
-                f"server.block_device_mapping_v2[{i}]",
-                "only an image booted on local disk is supported (volumes are not available yet)",
-            )
-        if fields.imageRef is None and isinstance(m.get("uuid"), str):
-            return str(m["uuid"])
-    if not fields.imageRef:
+    image_id = fields.imageRef.rstrip("/").rsplit("/", 1)[-1] if fields.imageRef else None  # a URL too
+    root = None
+    for i, raw in enumerate(mappings):
+        at = f"server.block_device_mapping_v2[{i}]"
+        m = decode(BlockDeviceMapping, raw, path=at, allow_extra=True)
+        boot_index = _whole(m.boot_index, f"{at}.boot_index")
+        if m.destination_type == "local":
+            if m.source_type != "image" or boot_index not in (None, 0):
+                raise Invalid(at, "only the image may be on local disk; other disks must be volumes")
+            image_id = image_id or m.uuid
+            continue
+        if boot_index != 0:
+            raise Invalid(f"{at}.boot_index", "only the root volume (boot_index 0) can be given at create")
+        if m.source_type not in ("image", "volume") or m.uuid is None:
+            raise Invalid(f"{at}.source_type", "boot from an existing volume, or an image made into one")
+        size = _whole(m.volume_size, f"{at}.volume_size")
+        if size is not None and size < 1:
+            raise Invalid(f"{at}.volume_size", "at least 1 GiB")
+        root = RootVolume(
+            volume_id=m.uuid if m.source_type == "volume" else None,
+            image_id=m.uuid if m.source_type == "image" else None,
+            size_gb=size,
+            delete_on_termination=m.delete_on_termination,
+        )
+    if root is not None:
+        return "", root
+    if not image_id:
         raise Invalid("server.imageRef", "an image to boot from is required")
-    return fields.imageRef.rstrip("/").rsplit("/", 1)[-1]  # Nova takes an image URL too
+    return image_id, None
+
+
+def _whole(value: int | str | None, field: str) -> int | None:
+    """Nova takes whole numbers as numbers or strings here."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    raise Invalid(field, "a whole number")
 
 
 def _networks(networks: Any, version: Version) -> tuple[tuple[NetworkRequest, ...], bool]:
@@ -239,7 +285,7 @@ async def create_server(request: web.Request) -> web.Response:
     group = (body.hints or {}).get("group")
     if group is not None and not isinstance(group, str):
         raise Invalid("os:scheduler_hints.group", "a server group id")
-    image_id = _image_id(fields)
+    image_id, root_volume = _boot_source(fields)
     flavor_id = fields.flavorRef.rstrip("/").rsplit("/", 1)[-1]
     bus = request.app[BUS]
     first = None
@@ -257,6 +303,7 @@ async def create_server(request: web.Request) -> web.Response:
             availability_zone=fields.availability_zone,
             metadata=fields.metadata,
             group_id=group,
+            root_volume=root_volume,
         )
         created = await bus.call(QUEUE, msg, ctx)
         first = first or created

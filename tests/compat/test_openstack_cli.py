@@ -421,3 +421,173 @@ async def test_the_bench_harness_measures_this_cloud_like_any_other(cli: Cli) ->
     assert (result["target"], result["iterations_done"], result["errors"]) == ("env", 4, 0), result
     assert result["invariants"] == {"stuck_servers": 0, "leaked_servers": 0, "leaked_ports": 0}
     assert result["processes"] == {} and "fleet" not in result  # nothing of its own to sample
+
+
+async def test_server_volume_commands(cli: Cli, tmp_path: Path) -> None:
+    """`server add/remove volume`, and `server create --volume` / `--boot-from-volume`, on a fake
+    compute host and this machine's file volume host."""
+    suffix = uuid.uuid4().hex[:8]
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(b"\0" * 65536)
+    image = f"compat-img-{suffix}"
+    await cli.json(
+        "image", "create", "--file", str(disk), "--disk-format", "raw", "--container-format", "bare", image
+    )  # fmt: skip
+    name = f"compat-vm-{suffix}"
+    await cli.json(
+        "server", "create", "--image", image, "--flavor", "m1.tiny", "--nic", "none", "--wait", name
+    )  # fmt: skip
+    volume = f"compat-vol-{suffix}"
+    await cli.json("volume", "create", "--size", "1", volume)
+    await wait_volume(cli, volume, "available")
+    await cli.run("server", "add", "volume", name, volume)
+    attached = await wait_volume(cli, volume, "in-use")
+    assert attached["attachments"][0]["device"] == "/dev/vdb"
+    # The table names the server (the CLI looks it up in Nova) and the device.
+    _, table, _ = await cli.run("volume", "list", "-f", "table", "-c", "Name", "-c", "Attached to")
+    (row,) = [line for line in table.splitlines() if volume in line]
+    assert f"Attached to {name} on /dev/vdb" in row, table
+    shown = await cli.json("server", "show", name)
+    assert volume in str(shown["volumes_attached"]) or attached["id"] in str(shown["volumes_attached"])
+    await cli.run("server", "remove", "volume", name, volume)
+    await wait_volume(cli, volume, "available")
+
+    # Boot from that volume, and from a new volume made of the image.
+    from_volume = f"compat-bfv-{suffix}"
+    await cli.json(
+        "server", "create", "--volume", volume, "--flavor", "m1.tiny", "--nic", "none", "--wait", from_volume
+    )  # fmt: skip
+    await wait_volume(cli, volume, "in-use")
+    made = f"compat-bfv2-{suffix}"
+    server = await cli.json(
+        "server", "create", "--image", image, "--boot-from-volume", "1", "--flavor", "m1.tiny",
+        "--nic", "none", "--wait", made,
+    )  # fmt: skip
+    assert server["status"] == "ACTIVE"
+    root = (await cli.json("server", "show", made))["volumes_attached"]
+    assert root, "a server booted from a volume shows it attached"
+    for server_name in (name, from_volume, made):
+        await cli.run("server", "delete", "--wait", server_name)
+    await wait_volume(cli, volume, "available")  # not deleted on termination
+    await cli.run("volume", "delete", volume)
+
+
+async def wait_volume(cli: Cli, name: str, status: str) -> Any:
+    for _ in range(150):
+        shown = await cli.json("volume", "show", name)
+        if shown["status"] == status:
+            return shown
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"volume {name} never reached {status}")
+
+
+async def test_volume_create_list_show_extend_delete(cli: Cli) -> None:
+    """The volume commands alone: the CLI finds by name (`GET /volumes/NAME`, 404, then a list)."""
+    name = f"compat-vol-{uuid.uuid4().hex[:8]}"
+    created = await cli.json(
+        "volume", "create", "--size", "1", "--description", "made by the CLI", "--property", "tier=gold", name
+    )  # fmt: skip
+    assert (created["name"], created["size"]) == (name, 1), created
+    shown = await wait_volume(cli, name, "available")
+    assert (shown["id"], shown["bootable"], shown["description"]) == (created["id"], False, "made by the CLI")
+    assert shown["properties"] == {"tier": "gold"} and shown["type"], shown
+    listed = await cli.json("volume", "list")
+    assert [(v["ID"], v["Status"], v["Size"]) for v in listed if v["Name"] == name] == [
+        (created["id"], "available", 1)
+    ]
+    await cli.run("volume", "set", "--size", "2", "--property", "zone=b", name)
+    for _ in range(100):
+        shown = await cli.json("volume", "show", name)
+        if shown["size"] == 2 and shown["status"] == "available":
+            break
+        await asyncio.sleep(0.2)
+    assert (shown["size"], shown["properties"]) == (2, {"tier": "gold", "zone": "b"}), shown
+    await cli.run("volume", "set", "--name", f"{name}-2", name)
+    await cli.run("volume", "delete", f"{name}-2")
+    for _ in range(100):
+        code, _, err = await cli.run("volume", "show", f"{name}-2", check=False)
+        if code != 0:
+            break
+        await asyncio.sleep(0.2)
+    assert code != 0 and "no volume" in err.lower(), err
+
+
+async def test_volume_snapshot_commands(cli: Cli) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    volume, snapshot, copy = f"compat-sv-{suffix}", f"compat-snap-{suffix}", f"compat-copy-{suffix}"
+    await cli.json("volume", "create", "--size", "1", volume)
+    await wait_volume(cli, volume, "available")
+    made = await cli.json("volume", "snapshot", "create", "--volume", volume, snapshot)
+    assert made["name"] == snapshot
+    for _ in range(100):
+        shown = await cli.json("volume", "snapshot", "show", snapshot)
+        if shown["status"] == "available":
+            break
+        await asyncio.sleep(0.2)
+    assert (shown["status"], shown["size"], shown["volume_id"]) == ("available", 1, made["volume_id"]), shown
+    listed = await cli.json("volume", "snapshot", "list")
+    assert [(s["ID"], s["Status"]) for s in listed if s["Name"] == snapshot] == [(made["id"], "available")]
+    # A volume made from the snapshot, and the snapshot keeps its volume from being deleted.
+    await cli.json("volume", "create", "--snapshot", snapshot, copy)
+    assert (await wait_volume(cli, copy, "available"))["size"] == 1
+    code, _, err = await cli.run("volume", "delete", volume, check=False)
+    assert code != 0 and "snapshot" in err.lower(), err
+    await cli.run("volume", "delete", copy)
+    await wait_gone(cli, "volume", copy)
+    await cli.run("volume", "snapshot", "delete", snapshot)
+    await wait_gone(cli, "volume snapshot", snapshot)
+    assert snapshot not in [s["Name"] for s in await cli.json("volume", "snapshot", "list")]
+    await cli.run("volume", "delete", volume)
+    await wait_gone(cli, "volume", volume)
+
+
+async def wait_gone(cli: Cli, kind: str, name: str) -> None:
+    for _ in range(150):
+        code, _, _ = await cli.run(*kind.split(), "show", name, check=False)
+        if code != 0:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{kind} {name} is still there")
+
+
+async def test_bootable_volume_from_an_image(cli: Cli, tmp_path: Path) -> None:
+    """`volume create --image --bootable`: the CLI creates, waits for `available`, then sets
+    bootable; the volume carries the image's metadata, as boot from volume reads it."""
+    suffix = uuid.uuid4().hex[:8]
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(b"\0" * (1024 * 1024))
+    image = await cli.json(
+        "image", "create", "--file", str(disk), "--disk-format", "raw", "--container-format", "bare",
+        f"compat-vimg-{suffix}",
+    )  # fmt: skip
+    name = f"compat-boot-{suffix}"
+    await cli.json("volume", "create", "--image", image["name"], "--size", "1", "--bootable", name)
+    shown = await wait_volume(cli, name, "available")
+    assert shown["bootable"] is True, shown
+    assert shown["volume_image_metadata"]["image_id"] == image["id"], shown
+    await cli.run("volume", "delete", name)
+    await wait_gone(cli, "volume", name)
+    await cli.run("image", "delete", image["id"])
+
+
+async def test_volume_types_quotas_and_limits(cli: Cli) -> None:
+    types = await cli.json("volume", "type", "list")
+    assert types and all(t["Is Public"] for t in types), types
+    name = f"compat-type-{uuid.uuid4().hex[:6]}"
+    made = await cli.json("volume", "type", "create", "--description", "by the CLI", name)
+    assert made["name"] == name
+    assert name in [t["Name"] for t in await cli.json("volume", "type", "list")]
+    await cli.run("volume", "type", "delete", name)
+    assert name not in [t["Name"] for t in await cli.json("volume", "type", "list")]
+
+    quotas = json.dumps(await cli.json("quota", "show"))
+    assert "volumes" in quotas and "gigabytes" in quotas and "snapshots" in quotas, quotas
+    # The SDK's names for Cinder's maxTotalVolumes, totalVolumesUsed...
+    absolute = {row["Name"]: row["Value"] for row in await cli.json("limits", "show", "--absolute")}
+    for key in (
+        "max_total_volumes",
+        "total_volumes_used",
+        "max_total_volume_gigabytes",
+        "max_total_snapshots",
+    ):
+        assert isinstance(absolute.get(key), int), absolute

@@ -1,0 +1,210 @@
+"""Boot from volume (Nova's block_device_mapping_v2 with boot_index 0 on a volume), mixed into
+`actor.Compute` through `servers.Servers`.
+
+The root volume is made (from an image) or checked (an existing one) when the server is
+created, so that a bad request fails before anything exists and the volume is copied-on-write
+while the scheduler places the server. The spawn step then waits for it: it goes on only when
+the volume is `available` (the volume service's `VolumeStatusChanged` event, or the reaper,
+drives it again), reserves an attachment for the chosen host, and hands the agent the volume as
+the guest's root disk. The image's facts a spawn needs (kernel, ramdisk, command line) come from
+the volume's `volume_image_metadata`, just as they come from the image otherwise.
+"""
+
+import logging
+import uuid
+from typing import Any
+
+import asyncpg
+
+from actors.compute import attachment_sql
+from actors.compute.volumes import Volumes, guest_disk
+from fabric.actor import subscribes
+from fabric.service import service_context
+from protocol import compute_agent as agent
+from protocol.compute import CreateServer, FlavorView
+from protocol.envelope import Context
+from protocol.errors import Invalid, NotFound
+from protocol.image import QUEUE as IMAGE
+from protocol.image import GetImage, ImageView
+from protocol.volume import QUEUE as VOLUME
+from protocol.volume import (
+    AttachmentReserved,
+    CreateVolume,
+    DeleteVolume,
+    GetVolume,
+    ReserveAttachment,
+    VolumeStatusChanged,
+    VolumeView,
+)
+
+log = logging.getLogger("fabric.compute")
+
+FIELD = "block_device_mapping_v2[0]"
+
+#: Where a root volume's attachment ids come from: one per server, volume and host, so that a
+#: step driven again after a crash reserves the same attachment instead of a second one.
+ATTACHMENTS = uuid.UUID("5d0c3a52-6f49-4c0e-9a57-1c6a3f2b7e10")
+
+
+def root_volume_id(server_id: str) -> str:
+    """The id of the volume made for a server's root disk: fixed by the server id, so a
+    retried create finds the volume it made."""
+    return str(uuid.uuid5(ATTACHMENTS, f"root:{server_id}"))
+
+
+def image_file(image: ImageView, field: str) -> dict[str, Any]:
+    if image.status != "active" or not image.location:
+        raise Invalid(field, f"image {image.id} is not active")
+    return {
+        "image_id": image.id,
+        "location": image.location,
+        "checksum": image.checksum or "",
+        "size": image.size or 0,
+        "disk_format": image.disk_format or "raw",
+    }
+
+
+class RootVolumes(Volumes):
+    async def _get_image(self, image_id: str, field: str, ctx: Context) -> ImageView:
+        try:
+            image: ImageView = await self.bus.call(IMAGE, GetImage(image_id=image_id), ctx)
+        except NotFound:
+            raise Invalid(field, f"image {image_id} could not be found") from None
+        return image
+
+    async def root_volume_spec(
+        self, msg: CreateServer, flavor: FlavorView, ctx: Context
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The spawn facts of a server booting from a volume, and its root volume record
+        (`volume_id`, `delete_on_termination`, `made`). Makes the volume from the image when
+        asked; the caller deletes it (`give_back_root_volume`) if the server is not created."""
+        root = msg.root_volume
+        assert root is not None
+        if root.volume_id is not None:
+            try:
+                volume: VolumeView = await self.bus.call(VOLUME, GetVolume(volume_id=root.volume_id), ctx)
+            except NotFound:
+                raise Invalid(f"{FIELD}.uuid", f"volume {root.volume_id} could not be found") from None
+            if volume.status != "available":
+                raise Invalid(f"{FIELD}.uuid", f"volume {volume.id} is {volume.status}, not available")
+            properties = volume.image_metadata
+            volume_id, made = volume.id, False
+        else:
+            if root.image_id is None:
+                raise Invalid(f"{FIELD}.uuid", "a volume or an image to boot from is required")
+            image = await self._get_image(root.image_id, f"{FIELD}.uuid", ctx)
+            size = root.size_gb or flavor.disk
+            if not size:
+                raise Invalid(f"{FIELD}.volume_size", "required when the flavor has no disk")
+            volume_id = root_volume_id(msg.server_id)
+            make = CreateVolume(volume_id=volume_id, size_gb=size, image_id=image.id, name=f"{msg.name}-root")
+            await self.bus.call(VOLUME, make, ctx)
+            properties = dict(image.properties)
+            made = True
+        record = {"volume_id": volume_id, "delete_on_termination": root.delete_on_termination, "made": made}
+        spawn: dict[str, Any] = {"root": None, "kernel": None, "ramdisk": None, "cmdline": None}
+        for prop in ("kernel_id", "ramdisk_id"):
+            ref = properties.get(prop)
+            if ref:
+                part = await self._get_image(ref, f"{FIELD}.{prop}", ctx)
+                spawn[prop.removesuffix("_id")] = image_file(part, f"{FIELD}.{prop}")
+        if spawn["kernel"] is not None:
+            spawn["cmdline"] = properties.get("os_command_line", "console=ttyS0")
+        spawn["root_volume"] = record
+        return spawn, record
+
+    async def give_back_root_volume(self, record: dict[str, Any], ctx: Context) -> None:
+        """The server was not created: delete the volume made for it."""
+        if record["made"]:
+            try:
+                gone = DeleteVolume(volume_id=record["volume_id"])
+                await self.bus.call(VOLUME, gone, service_context(ctx.request_id))
+            except NotFound:
+                pass
+
+    async def root_disk(
+        self, row: asyncpg.Record, record: dict[str, Any], ctx: Context
+    ) -> agent.GuestDisk | None:
+        """The root volume as a disk for the spawn on `row["host"]`, reserving its attachment;
+        None while the volume is not ready (this step is driven again when it is), or when it
+        failed (the server is then failed by the caller's `fail_server`)."""
+        volume_id = record["volume_id"]
+        async with self.store.connection() as conn:
+            existing = await attachment_sql.get(conn, row["id"], volume_id)
+        if existing is not None:
+            return guest_disk(existing)
+        service = service_context(ctx.request_id)
+        try:
+            volume: VolumeView = await self.bus.call(VOLUME, GetVolume(volume_id=volume_id), service)
+        except NotFound:
+            await self.fail_server(row["id"], f"root volume {volume_id} no longer exists")
+            return None
+        if volume.status == "creating":
+            return None
+        if volume.status != "available":
+            why = f": {volume.error_reason}" if volume.error_reason else ""
+            await self.fail_server(row["id"], f"root volume {volume_id} is {volume.status}{why}")
+            return None
+        attachment_id = str(uuid.uuid5(ATTACHMENTS, f"{row['id']}/{volume_id}/{row['host']}"))
+        reserve = ReserveAttachment(
+            attachment_id=attachment_id, volume_id=volume_id, server_id=row["id"], host=row["host"]
+        )
+        reserved: AttachmentReserved = await self.bus.call(VOLUME, reserve, service)
+        values = {
+            "server_id": row["id"],
+            "volume_id": volume_id,
+            "attachment_id": attachment_id,
+            "device": "/dev/vda",
+            "status": "attaching",
+            "connection": {
+                "driver_volume_type": reserved.connection.driver_volume_type,
+                "data": reserved.connection.data,
+            },
+            "is_root": True,
+            "delete_on_termination": record["delete_on_termination"],
+        }
+        async with self.store.transaction() as tx:
+            await attachment_sql.insert(tx, values)
+            made = await attachment_sql.by_attachment(tx, attachment_id)
+        if made is None:  # the volume went to another server meanwhile
+            await self.fail_server(row["id"], f"root volume {volume_id} is attached elsewhere")
+            return None
+        return guest_disk(made)
+
+    async def fail_server(self, server_id: str, message: str) -> None:
+        raise NotImplementedError  # servers.Servers fails a build its own way
+
+    @subscribes(VolumeStatusChanged, group="compute.volumes")
+    async def on_volume_status(self, event: VolumeStatusChanged, ctx: Context) -> None:
+        """A root volume became ready (or failed): spawn the servers waiting for it."""
+        if event.status not in ("available", "error"):
+            return
+        async with self.store.connection() as conn:
+            rows = await conn.fetch(
+                """SELECT id FROM compute.servers
+                    WHERE spawn ? 'root_volume' AND spawn->'root_volume'->>'volume_id' = $1
+                      AND task_state = 'spawning'""",
+                event.volume_id,
+            )
+        for r in rows:
+            await self.spawn_again(r["id"], ctx)
+
+    async def spawn_again(self, server_id: str, ctx: Context) -> None:
+        raise NotImplementedError  # servers.Servers sends its spawn
+
+    async def end_root_attachments(self, server_id: str, ctx: Context) -> None:
+        """A spawn failed: give the root volume back before the server is placed again (its
+        next host reserves it anew)."""
+        async with self.store.connection() as conn:
+            rows = await attachment_sql.of_server(conn, server_id)
+        for r in rows:
+            if r["is_root"]:
+                await self.drop_attachment(r["attachment_id"], r["volume_id"], (r["status"],), ctx)
+
+    async def complete_root_attachments(self, server_id: str, ctx: Context) -> None:
+        """The guest runs on its root volume: the volume is `in-use`."""
+        async with self.store.connection() as conn:
+            rows = await attachment_sql.of_server(conn, server_id)
+        for r in rows:
+            if r["status"] == "attaching" and r["is_root"]:
+                await self.attachment_done(r["attachment_id"], r["volume_id"], server_id, "vda", ctx)
