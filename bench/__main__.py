@@ -1,4 +1,4 @@
-"""`python -m bench rpc|tokens|boot|place|ports|webpage ...`: run one benchmark, print a table
+"""`python -m bench rpc|tokens|boot|place|ports|volumes|webpage ...`: run one benchmark, print a table
 or one JSON object.
 
 With `--json`, stdout carries exactly one JSON object and everything else (progress, warnings,
@@ -105,6 +105,18 @@ def parser() -> argparse.ArgumentParser:
     ports.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     ports.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
 
+    volumes = commands.add_parser(
+        "volumes", help="volume creates, and attach+detach pairs, per second (fake volume backend)"
+    )
+    volumes.add_argument(
+        "--count", type=_positive(int), default=2000, help="volumes to create (default 2000)"
+    )
+    volumes.add_argument(
+        "--concurrency", type=_positive(int), default=64, help="creates in flight (default 64)"
+    )
+    volumes.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    volumes.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
+
     webpage = commands.add_parser(
         "webpage", help="server create to its page through a floating IP, beside the guest's own boot"
     )
@@ -209,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import ports
 
         result = uvloop.run(ports.run(args, settings))
+    elif args.command == "volumes":
+        from bench import volumes
+
+        result = uvloop.run(volumes.run(args, settings))
     elif args.command == "webpage":
         from bench import webpage
 
