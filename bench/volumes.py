@@ -4,9 +4,9 @@ the Block Storage and Compute APIs, on the fake volume backend.
 The harness starts a fabric of its own with a fake volume host and simulated compute hosts,
 lifts the project's volume quotas, and creates N volumes with C requests in flight, as
 `openstack volume create --size 1` does. Two latencies per volume: the API's accept (the 202)
-and request → `available`, watched for every volume at once by one poller that lists
-`volumes/detail?status=available` (one request per round, however many are waiting). Then it
-attaches each available volume to one of a few servers and detaches it again (`server add
+and request → `available`, watched for every volume at once by one poller (`Watcher`: one
+small list request per round, however many are waiting). Then it attaches each available
+volume to one of 32 servers and detaches it again (`server add
 volume` / `server remove volume`), each pair timed from the attach request until the volume is
 `available` again.
 """
@@ -20,7 +20,7 @@ from bench.stats import Record
 from fabric.client import ApiError, Client
 from fabric.config import Settings
 
-SERVERS = 8
+SERVERS = 32
 
 
 async def run(args: Any, settings: Settings) -> dict[str, Any]:
@@ -35,37 +35,43 @@ async def run(args: Any, settings: Settings) -> dict[str, Any]:
 
 
 class Watcher:
-    """Waits for volumes to reach a status with one list request per round for all of them."""
+    """Tells when volumes leave a transitional status, with one small list request per round.
+
+    It lists only the volumes still in that status (`?status=creating`: at most the requests in
+    flight), never the finished ones, so a round costs the same after 10 or 10,000 volumes. A
+    volume accepted before a round's request began and absent from its answer has moved on; the
+    `error` list (as small) tells a failure from a success.
+    """
 
     def __init__(self, client: Client, url: str) -> None:
         self.client, self.url = client, url
-        self.waiting: dict[str, tuple[str, asyncio.Future[float]]] = {}
+        #: volume id → (the status it is leaving, when it was accepted, its future)
+        self.waiting: dict[str, tuple[str, float, asyncio.Future[float]]] = {}
 
-    def wait(self, volume_id: str, status: str) -> asyncio.Future[float]:
+    def leaves(self, volume_id: str, status: str, accepted: float) -> asyncio.Future[float]:
+        """A future of when the volume left `status` (raises if it went to `error`)."""
         done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self.waiting[volume_id] = (status, done)
+        self.waiting[volume_id] = (status, accepted, done)
         return done
 
     async def run(self) -> None:
         while True:
-            if not self.waiting:
-                await asyncio.sleep(0.005)
-                continue
-            wanted = {status for status, _ in self.waiting.values()}
-            for status in wanted:
-                _, _, body = await self.client.request("GET", f"{self.url}/volumes/detail?status={status}")
+            await asyncio.sleep(0.02)
+            for status in {status for status, _, _ in self.waiting.values()}:
+                asked = time.perf_counter()
+                _, _, still = await self.client.request("GET", f"{self.url}/volumes/detail?status={status}")
+                _, _, failed = await self.client.request("GET", f"{self.url}/volumes/detail?status=error")
                 now = time.perf_counter()
-                for volume in body["volumes"]:
-                    entry = self.waiting.get(volume["id"])
-                    if entry is not None and entry[0] == status:
-                        del self.waiting[volume["id"]]
-                        entry[1].set_result(now)
-                _, _, body = await self.client.request("GET", f"{self.url}/volumes/detail?status=error")
-                for volume in body["volumes"]:
-                    entry = self.waiting.pop(volume["id"], None)
-                    if entry is not None:
-                        entry[1].set_exception(RuntimeError(f"volume {volume['id']} went to error"))
-            await asyncio.sleep(0.01)
+                pending = {v["id"] for v in still["volumes"]}
+                broken = {v["id"] for v in failed["volumes"]}
+                for volume_id, (leaving, accepted, done) in list(self.waiting.items()):
+                    if leaving != status or accepted > asked or volume_id in pending:
+                        continue
+                    del self.waiting[volume_id]
+                    if volume_id in broken:
+                        done.set_exception(RuntimeError(f"volume {volume_id} went to error"))
+                    else:
+                        done.set_result(now)
 
 
 async def _measure(args: Any, creds: Credentials) -> dict[str, Any]:
@@ -99,9 +105,12 @@ async def _measure(args: Any, creds: Credentials) -> dict[str, Any]:
                 except ApiError as exc:
                     accept.fail(f"HTTP {exc.status}")
                     continue
-                accept.add(time.perf_counter() - started)
+                accepted = time.perf_counter()
+                accept.add(accepted - started)
                 try:
-                    ready = await asyncio.wait_for(watcher.wait(body["volume"]["id"], "available"), 60)
+                    ready = await asyncio.wait_for(
+                        watcher.leaves(body["volume"]["id"], "creating", accepted), 60
+                    )
                 except (RuntimeError, TimeoutError) as exc:
                     available.fail(type(exc).__name__)
                     continue
@@ -114,6 +123,12 @@ async def _measure(args: Any, creds: Credentials) -> dict[str, Any]:
             create_s = time.perf_counter() - began
             queue = list(made)
 
+            async def settled(volume_id: str, leaving: str, expected: str) -> None:
+                await asyncio.wait_for(watcher.leaves(volume_id, leaving, time.perf_counter()), 60)
+                _, _, shown = await client.request("GET", f"{url}/volumes/{volume_id}")
+                if shown["volume"]["status"] != expected:
+                    raise RuntimeError(f"volume {volume_id} is {shown['volume']['status']}, not {expected}")
+
             async def attach_detach(server_id: str) -> None:
                 compute = client.endpoint("compute")
                 while queue:
@@ -123,9 +138,13 @@ async def _measure(args: Any, creds: Credentials) -> dict[str, Any]:
                         attach = {"volumeAttachment": {"volumeId": volume_id}}
                         path = f"{compute}/servers/{server_id}/os-volume_attachments"
                         await client.request("POST", path, attach, expect=(200,))
-                        await asyncio.wait_for(watcher.wait(volume_id, "in-use"), 60)
+                        await asyncio.wait_for(
+                            watcher.leaves(volume_id, "attaching", time.perf_counter()), 60
+                        )
                         await client.request("DELETE", f"{path}/{volume_id}", expect=(202,))
-                        await asyncio.wait_for(watcher.wait(volume_id, "available"), 60)
+                        await asyncio.wait_for(
+                            watcher.leaves(volume_id, "detaching", time.perf_counter()), 60
+                        )
                     except (ApiError, RuntimeError, TimeoutError) as exc:
                         pairs.fail(f"HTTP {exc.status}" if isinstance(exc, ApiError) else type(exc).__name__)
                         continue

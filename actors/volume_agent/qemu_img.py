@@ -2,6 +2,8 @@
 reason of the failure a user reads."""
 
 import asyncio
+import ctypes
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,15 @@ QUICK_TIMEOUT_S = 60.0
 #: A copy (snapshot, clone) writes at most the volume's own data.
 COPY_TIMEOUT_S = 3600.0
 
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_the_agent() -> None:
+    """In the child before exec: an agent killed outright (SIGKILL runs no cleanup) takes its
+    qemu-img with it, so none writes a file after the next agent's start-up cleanup."""
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
 
 async def qemu_img(*args: str, timeout_s: float = QUICK_TIMEOUT_S) -> bytes:
     """Run `qemu-img ARGS`; its stdout. Raises `BackendError` naming the subcommand and carrying
@@ -25,6 +36,7 @@ async def qemu_img(*args: str, timeout_s: float = QUICK_TIMEOUT_S) -> bytes:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            preexec_fn=_die_with_the_agent,
         )
     except FileNotFoundError as exc:
         raise BackendError("qemu-img is not installed on the storage host") from exc
