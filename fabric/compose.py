@@ -49,6 +49,7 @@ from fabric.gateway.app import Gateway
 from fabric.gateway.http import json_response
 from fabric.store import Store, ensure_database, migrate
 from fabric.virt import HostResources, VirtDriver
+from fabric.volume_client import VolumeFailed
 from protocol.compute_agent import host_queue
 
 log = logging.getLogger("fabric")
@@ -368,7 +369,9 @@ async def self_check(settings: Settings, *, demo: bool = False) -> tuple[list[st
             try:
                 command = await seed.seed_demo(client, image, settings.outside_namespace, settings.host_name)
                 seeded.append(f"the demo VM's page: {command}")
-            except (ApiError, ServerFailed, TimeoutError) as exc:  # the cloud is up; the demo is not
+                seeded.append("its volume demo-data: openstack console log show demo-vm | grep DISK")
+            # The cloud is up; the demo is not.
+            except (ApiError, ServerFailed, VolumeFailed, TimeoutError) as exc:
                 seeded.append(f"no demo VM: {exc}")
         return services, seeded
 

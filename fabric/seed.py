@@ -157,4 +157,19 @@ async def seed_demo(client: Client, image_id: str, outside_namespace: str, host:
         body = {"floatingip": {"floating_network_id": public["id"], "port_id": port_id}}
         _, _, made = await client.request("POST", f"{url}/floatingips", body, expect=(201,))
         address = made["floatingip"]["floating_ip_address"]
+    await seed_demo_volume(client, server_id)
     return f"ip netns exec {outside_namespace} curl http://{address}/"
+
+
+async def seed_demo_volume(client: Client, server_id: str) -> None:
+    """`demo-data`, a 1 GiB volume attached to the demo VM, which marks it and says so on its
+    console (`openstack console log show demo-vm | grep DISK`)."""
+    volumes = [
+        v for v in await client.volume.list_volumes(name="demo-data") if not v.status.startswith("error")
+    ]
+    volume = volumes[0] if volumes else await client.volume.create_volume(1, name="demo-data")
+    if volume.status == "creating":
+        await client.volume.wait(volume.id, "available", timeout_s=60)
+    if not volume.attachments and volume.status in ("creating", "available"):
+        await client.volume.attach(server_id, volume.id)
+        await client.volume.wait(volume.id, "in-use", timeout_s=60)

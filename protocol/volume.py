@@ -396,6 +396,9 @@ class VolumeStatusChanged:
     project_id: str
     status: str
     error_reason: str | None = None
+    #: Made from an image: what a server booting from a volume it asked for waits on (the
+    #: only volumes compute waits for), so compute looks up nothing for the others.
+    bootable: bool = False
 
 
 MESSAGES = (

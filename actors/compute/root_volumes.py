@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from actors.compute import attachment_sql
+from actors.compute import attachment_sql, boot_images
 from actors.compute.volumes import Volumes, guest_disk
 from fabric.actor import subscribes
 from fabric.service import service_context
@@ -24,8 +24,6 @@ from protocol import compute_agent as agent
 from protocol.compute import CreateServer, FlavorView
 from protocol.envelope import Context
 from protocol.errors import Invalid, NotFound
-from protocol.image import QUEUE as IMAGE
-from protocol.image import GetImage, ImageView
 from protocol.volume import QUEUE as VOLUME
 from protocol.volume import (
     AttachmentReserved,
@@ -52,26 +50,7 @@ def root_volume_id(server_id: str) -> str:
     return str(uuid.uuid5(ATTACHMENTS, f"root:{server_id}"))
 
 
-def image_file(image: ImageView, field: str) -> dict[str, Any]:
-    if image.status != "active" or not image.location:
-        raise Invalid(field, f"image {image.id} is not active")
-    return {
-        "image_id": image.id,
-        "location": image.location,
-        "checksum": image.checksum or "",
-        "size": image.size or 0,
-        "disk_format": image.disk_format or "raw",
-    }
-
-
 class RootVolumes(Volumes):
-    async def _get_image(self, image_id: str, field: str, ctx: Context) -> ImageView:
-        try:
-            image: ImageView = await self.bus.call(IMAGE, GetImage(image_id=image_id), ctx)
-        except NotFound:
-            raise Invalid(field, f"image {image_id} could not be found") from None
-        return image
-
     async def root_volume_spec(
         self, msg: CreateServer, flavor: FlavorView, ctx: Context
     ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -92,26 +71,21 @@ class RootVolumes(Volumes):
         else:
             if root.image_id is None:
                 raise Invalid(f"{FIELD}.uuid", "a volume or an image to boot from is required")
-            image = await self._get_image(root.image_id, f"{FIELD}.uuid", ctx)
+            image = await boot_images.get_image(self.bus, root.image_id, f"{FIELD}.uuid", ctx)
             size = root.size_gb or flavor.disk
             if not size:
                 raise Invalid(f"{FIELD}.volume_size", "required when the flavor has no disk")
-            volume_id = root_volume_id(msg.server_id)
-            make = CreateVolume(volume_id=volume_id, size_gb=size, image_id=image.id, name=f"{msg.name}-root")
-            await self.bus.call(VOLUME, make, ctx)
             properties = dict(image.properties)
-            made = True
+            volume_id, made = root_volume_id(msg.server_id), True
+        # Every check before the volume is made: a request refused leaves no volume behind.
+        parts = await boot_images.kernel_boot(self.bus, properties, FIELD, ctx)
+        if made:
+            make = CreateVolume(
+                volume_id=volume_id, size_gb=size, image_id=root.image_id, name=f"{msg.name}-root"
+            )
+            await self.bus.call(VOLUME, make, ctx)
         record = {"volume_id": volume_id, "delete_on_termination": root.delete_on_termination, "made": made}
-        spawn: dict[str, Any] = {"root": None, "kernel": None, "ramdisk": None, "cmdline": None}
-        for prop in ("kernel_id", "ramdisk_id"):
-            ref = properties.get(prop)
-            if ref:
-                part = await self._get_image(ref, f"{FIELD}.{prop}", ctx)
-                spawn[prop.removesuffix("_id")] = image_file(part, f"{FIELD}.{prop}")
-        if spawn["kernel"] is not None:
-            spawn["cmdline"] = properties.get("os_command_line", "console=ttyS0")
-        spawn["root_volume"] = record
-        return spawn, record
+        return {"root": None, "root_volume": record} | parts, record
 
     async def give_back_root_volume(self, record: dict[str, Any], ctx: Context) -> None:
         """The server was not created: delete the volume made for it."""
@@ -177,8 +151,8 @@ class RootVolumes(Volumes):
     @subscribes(VolumeStatusChanged, group="compute.volumes")
     async def on_volume_status(self, event: VolumeStatusChanged, ctx: Context) -> None:
         """A root volume became ready (or failed): spawn the servers waiting for it."""
-        if event.status not in ("available", "error"):
-            return
+        if event.status not in ("available", "error") or not event.bootable:
+            return  # compute waits only for volumes it made of an image
         async with self.store.connection() as conn:
             rows = await conn.fetch(
                 """SELECT id FROM compute.servers

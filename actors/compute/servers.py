@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from actors.compute import boot, nics, quota_sql, server_sql
+from actors.compute import boot, boot_images, nics, quota_sql, server_sql
 from actors.compute import sql as flavor_sql
 from actors.compute.root_volumes import RootVolumes
 from fabric.actor import handles, subscribes
@@ -47,8 +47,7 @@ from protocol.errors import (
     Timeout,
     Unavailable,
 )
-from protocol.image import QUEUE as IMAGE
-from protocol.image import GetImage, ImageView
+from protocol.image import ImageView
 from protocol.network import DeviceAddressesChanged
 from protocol.scheduler import QUEUE as SCHEDULER
 from protocol.scheduler import Placed, PlaceServer, ReleaseAllocation, Resources
@@ -59,18 +58,6 @@ log = logging.getLogger("fabric.compute")
 #: How long a saga step waits for the scheduler before leaving the step to the reaper.
 PLACE_TIMEOUT_S = 30.0
 REAP_BATCH = 200
-
-
-def _image_file(image: ImageView, field: str) -> dict[str, Any]:
-    if image.status != "active" or image.location is None:
-        raise Invalid(field, f"image {image.id} is not active (it is {image.status})")
-    return {
-        "image_id": image.id,
-        "location": image.location,
-        "checksum": image.checksum or "",
-        "size": image.size or 0,
-        "disk_format": image.disk_format or "raw",
-    }
 
 
 def _fault(message: str, *, code: int = 500, details: str = "") -> ServerFault:
@@ -87,27 +74,10 @@ class Servers(RootVolumes):
 
     # --- create --------------------------------------------------------------------------------
 
-    async def _image(self, image_id: str, field: str, ctx: Context) -> ImageView:
-        try:
-            image: ImageView = await self.bus.call(IMAGE, GetImage(image_id=image_id), ctx)
-        except NotFound:
-            raise Invalid(field, f"image {image_id} could not be found") from None
-        return image
-
     async def _spawn_spec(self, msg: CreateServer, ctx: Context) -> tuple[ImageView, dict[str, Any]]:
-        image = await self._image(msg.image_id, "imageRef", ctx)
-        spawn: dict[str, Any] = {"root": _image_file(image, "imageRef"), "kernel": None, "ramdisk": None}
-        for prop in ("kernel_id", "ramdisk_id"):
-            ref = image.properties.get(prop)
-            if ref:
-                part = await self._image(ref, f"imageRef.{prop}", ctx)
-                spawn[prop.removesuffix("_id")] = _image_file(part, f"imageRef.{prop}")
-        if spawn["kernel"] is not None:
-            base = image.properties.get("os_command_line", "console=ttyS0")
-            spawn["cmdline"] = base  # the driver adds the guest's hostname
-        else:
-            spawn["cmdline"] = None
-        return image, spawn
+        image = await boot_images.get_image(self.bus, msg.image_id, "imageRef", ctx)
+        parts = await boot_images.kernel_boot(self.bus, image.properties, "imageRef", ctx)
+        return image, {"root": boot_images.image_file(image, "imageRef")} | parts
 
     @handles(CreateServer, key=lambda m: m.server_id)
     async def create_server(self, msg: CreateServer, ctx: Context) -> ServerView:

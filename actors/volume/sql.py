@@ -161,7 +161,7 @@ async def move(
         """UPDATE volume.volumes
               SET status = $3, error_reason = $4, status_at = now(), step_at = now(), updated_at = now()
             WHERE id = $1 AND status = ANY($2::text[]) AND ($5::text IS NULL OR host = $5)
-        RETURNING id, project_id, status, error_reason, size_gb, new_size_gb, host, agent_queue""",
+        RETURNING id, project_id, status, error_reason, bootable, size_gb, new_size_gb, host, agent_queue""",
         volume_id, list(sources), target, reason, host,
     )  # fmt: skip
 
@@ -173,7 +173,7 @@ async def begin_extend(tx: Connection, volume_id: str, new_size_gb: int) -> asyn
               SET status = $3, new_size_gb = $4, error_reason = NULL, status_at = now(), step_at = now(),
                   updated_at = now()
             WHERE id = $1 AND status = ANY($2::text[]) AND size_gb < $4
-        RETURNING id, project_id, status, error_reason, size_gb, host, agent_queue""",
+        RETURNING id, project_id, status, error_reason, bootable, size_gb, host, agent_queue""",
         volume_id, list(sources), target, new_size_gb,
     )  # fmt: skip
 
@@ -191,7 +191,7 @@ async def end_extend(
                   updated_at = now()
              FROM volume.volumes old
             WHERE v.id = $1 AND old.id = v.id AND v.status = ANY($2::text[]) AND v.host = $6
-        RETURNING v.id, v.project_id, v.status, v.error_reason,
+        RETURNING v.id, v.project_id, v.status, v.error_reason, v.bootable,
                   coalesce(old.new_size_gb, old.size_gb) - old.size_gb AS taken_gb""",
         volume_id, list(sources), target, ok, reason, host,
     )  # fmt: skip

@@ -65,6 +65,7 @@ class Volumes(Placement):
                         project_id=row["project_id"],
                         status=row["status"],
                         error_reason=row["error_reason"],
+                        bootable=row["bootable"],
                     ),
                     ctx,
                 )

@@ -252,3 +252,19 @@ async def test_boot_mappings_this_cloud_does_not_take_are_refused(api: Api) -> N
             {"server": {"name": "x", "flavorRef": flavor["id"], "block_device_mapping_v2": [mapping]}},
         )
         assert status == 400 and field in body["badRequest"]["message"], (mapping, body)
+
+
+async def test_up_gives_the_demo_vm_a_volume_once(api: Api, admin: Client) -> None:
+    """`fabric up`'s demo attaches `demo-data` to its VM; seeding again changes nothing."""
+    from fabric.seed import seed_demo_volume
+
+    server = await active_server(api)
+    await seed_demo_volume(admin, server["id"])
+    await seed_demo_volume(admin, server["id"])
+    (volume,) = await admin.volume.list_volumes(name="demo-data")
+    assert volume.status == "in-use" and [a["server_id"] for a in volume.attachments] == [server["id"]]
+    await api.nova("DELETE", f"/servers/{server['id']}")
+    await api.wait(server["id"], "DELETED")
+    await admin.volume.wait(volume.id, "available")
+    await admin.volume.delete_volume(volume.id)
+    await admin.volume.wait(volume.id, "deleted")
