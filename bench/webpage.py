@@ -167,6 +167,9 @@ async def networked_fabric(settings: Settings, guest_dir: Path) -> AsyncIterator
         "FABRIC_TEST_GUEST_DIR": str(guest_dir),
         "FABRIC_LIBVIRT_URI": settings.libvirt_uri,
         "FABRIC_CAPACITY_REPORT_INTERVAL_S": "1.0",
+        # The demo VM gets a volume: a real file one, where qemu can open it.
+        "FABRIC_VOLUME_BACKEND": "file",
+        "FABRIC_VOLUME_DIR": str(work / "volumes"),
     }
     try:
         async with own_fabric(settings, hash_cost="minimal", extra_env=extra) as creds:
