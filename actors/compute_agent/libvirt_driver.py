@@ -210,17 +210,31 @@ class LibvirtDriver:
                 root = await self.images.fetch(spec.root_image)
                 disk = directory / "disk.qcow2"
                 await create_overlay(root, spec.root_image, disk, spec.disk_gb)
-            xml = domain_xml(
-                spec,
-                domain_type=self._domain_type,
-                host=self.host,
-                disk=disk,
-                console=directory / "console.log",
-                kernel=kernel,
-                ramdisk=ramdisk,
-                volumes=volumes,
-            )
-            await finish_in_thread(self._define_and_start, xml)
+
+            def xml() -> str:
+                return domain_xml(
+                    spec,
+                    domain_type=self._domain_type,
+                    host=self.host,
+                    disk=disk,
+                    console=directory / "console.log",
+                    kernel=kernel,
+                    ramdisk=ramdisk,
+                    volumes=volumes,
+                )
+
+            try:
+                await finish_in_thread(self._define_and_start, xml())
+            except libvirt.libvirtError as exc:
+                if self._domain_type != "kvm" or "failed to set MSR" not in libvirt_message(exc):
+                    raise
+                # The probe's guest ran under KVM but a real one cannot (nested virtualization
+                # refusing an MSR of the passed-through CPU): this host is TCG from now on.
+                self.virt_type_reason = f"KVM guests fail here ({libvirt_message(exc)[-160:]}); TCG"
+                log.warning("falling back to TCG", extra={"host": self.host, "reason": self.virt_type_reason})
+                await asyncio.to_thread(self._undefine, spec.server_id)
+                self._domain_type, self.hypervisor_type = "qemu", "QEMU"
+                await finish_in_thread(self._define_and_start, xml())
         except BaseException as exc:
             await asyncio.to_thread(self._forget, spec.server_id)
             if isinstance(exc, libvirt.libvirtError):
@@ -250,6 +264,12 @@ class LibvirtDriver:
     def _define_and_start(self, xml: str) -> None:
         dom = self._conn.defineXML(xml)
         dom.create()
+
+    def _undefine(self, server_id: str) -> None:
+        """Remove the domain only, keeping the instance directory (a spawn about to retry)."""
+        dom = self._find(server_id)
+        if dom is not None:
+            _remove_domain(dom)
 
     def _forget(self, server_id: str) -> None:
         """Remove whatever a spawn made: the domain (when ours) and the instance directory."""
