@@ -96,13 +96,7 @@ async def run(args: Any, settings: Settings) -> dict[str, Any]:
 
 
 async def _measure(args: Any, creds: Credentials) -> dict[str, Any]:
-    async with Client(
-        f"{creds.url}/identity/v3",
-        username=creds.username,
-        password=creds.password,
-        project_name=creds.project,
-        connections=args.concurrency + 8,
-    ) as client:
+    async with creds.client(connections=args.concurrency + 8) as client:
         assert client.token is not None
         assert client.token.project_id is not None
         await client.compute.set_quotas(client.token.project_id, instances=-1, cores=-1, ram=-1)

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from bench.child import ChildFailed, child, open_log, stop, tail
 from bench.rabbit import private_vhost, why_no_vhost
+from fabric.client import Client
 from fabric.config import Settings
 from fabric.store import drop_database
 
@@ -49,6 +50,18 @@ class Credentials:
     database_url: str = ""
     #: When each process in `pids` was started (time.perf_counter()).
     started: dict[str, float] = field(default_factory=dict)
+
+    def client(self, *, connections: int = 100) -> Client:
+        """A client logged in as this user (enter it with `async with`)."""
+        return Client(
+            f"{self.url}/identity/v3",
+            username=self.username,
+            password=self.password,
+            project_name=self.project,
+            user_domain_name=self.user_domain,
+            project_domain_name=self.project_domain,
+            connections=connections,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.cloud import Credentials, own_fabric
 from bench.stats import Record
-from fabric.client import ApiError, Client
+from fabric.client import ApiError
 from fabric.config import Settings
 
 
@@ -22,13 +22,7 @@ async def run(args: Any, settings: Settings) -> dict[str, Any]:
 
 
 async def _measure(args: Any, creds: Credentials) -> dict[str, Any]:
-    async with Client(
-        f"{creds.url}/identity/v3",
-        username=creds.username,
-        password=creds.password,
-        project_name=creds.project,
-        connections=args.concurrency + 4,
-    ) as client:
+    async with creds.client(connections=args.concurrency + 4) as client:
         url = f"{client.endpoint('network')}/v2.0"
         _, _, net = await client.request("POST", f"{url}/networks", {"network": {"name": "bench"}})
         network_id = net["network"]["id"]

@@ -75,13 +75,7 @@ class Watcher:
 
 
 async def _measure(args: Any, creds: Credentials) -> dict[str, Any]:
-    async with Client(
-        f"{creds.url}/identity/v3",
-        username=creds.username,
-        password=creds.password,
-        project_name=creds.project,
-        connections=args.concurrency + 8,
-    ) as client:
+    async with creds.client(connections=args.concurrency + 8) as client:
         assert client.token is not None and client.token.project_id is not None
         url = client.endpoint("block-storage")
         quotas = {"quota_set": {"volumes": -1, "gigabytes": -1}}

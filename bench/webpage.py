@@ -173,12 +173,7 @@ async def networked_fabric(settings: Settings, guest_dir: Path) -> AsyncIterator
     }
     try:
         async with own_fabric(settings, hash_cost="minimal", extra_env=extra) as creds:
-            async with Client(
-                f"{creds.url}/identity/v3",
-                username=creds.username,
-                password=creds.password,
-                project_name=creds.project,
-            ) as client:
+            async with creds.client() as client:
                 for demo in await client.compute.list_servers(name="demo-vm"):
                     await client.compute.delete_server(demo.id)
                     await client.compute.wait(demo.id, "DELETED", timeout_s=60)

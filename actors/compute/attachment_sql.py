@@ -57,23 +57,24 @@ async def by_attachment(conn: Connection, attachment_id: str) -> asyncpg.Record 
     )
 
 
-async def insert(tx: Connection, values: dict[str, Any]) -> bool:
-    """False when the volume is already on some server (a race the volume service would also
-    have refused)."""
+async def insert(tx: Connection, values: dict[str, Any]) -> asyncpg.Record | None:
+    """The new row; None when the volume is already on some server (a race the volume service
+    would also have refused)."""
     try:
         async with tx.transaction():
-            await tx.execute(
-                """INSERT INTO compute.volume_attachments (server_id, volume_id, attachment_id, device,
+            row = await tx.fetchrow(
+                f"""INSERT INTO compute.volume_attachments (server_id, volume_id, attachment_id, device,
                        status, connection, is_root, delete_on_termination)
-                   VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)""",
+                   VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)
+                   RETURNING {COLUMNS}""",
                 values["server_id"], values["volume_id"], values["attachment_id"], values["device"],
                 values["status"], orjson.dumps(values["connection"]).decode(), values["is_root"],
                 values["delete_on_termination"],
             )  # fmt: skip
     except asyncpg.UniqueViolationError:
-        return False
+        return None
     await tx.execute(SHOW_ON_SERVER, values["server_id"])
-    return True
+    return row
 
 
 async def move(

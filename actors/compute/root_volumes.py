@@ -18,7 +18,6 @@ import asyncpg
 
 from actors.compute import attachment_sql, boot_images
 from actors.compute.volumes import Volumes, guest_disk
-from fabric.actor import subscribes
 from fabric.service import service_context
 from protocol import compute_agent as agent
 from protocol.compute import CreateServer, FlavorView
@@ -31,7 +30,6 @@ from protocol.volume import (
     DeleteVolume,
     GetVolume,
     ReserveAttachment,
-    VolumeStatusChanged,
     VolumeView,
 )
 
@@ -48,6 +46,14 @@ def root_volume_id(server_id: str) -> str:
     """The id of the volume made for a server's root disk: fixed by the server id, so a
     retried create finds the volume it made."""
     return str(uuid.uuid5(ATTACHMENTS, f"root:{server_id}"))
+
+
+class RootVolumeFailed(Exception):
+    """The root volume will never be ready: the build fails with this message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class RootVolumes(Volumes):
@@ -100,8 +106,8 @@ class RootVolumes(Volumes):
         self, row: asyncpg.Record, record: dict[str, Any], ctx: Context
     ) -> agent.GuestDisk | None:
         """The root volume as a disk for the spawn on `row["host"]`, reserving its attachment;
-        None while the volume is not ready (this step is driven again when it is), or when it
-        failed (the server is then failed by the caller's `fail_server`)."""
+        None while the volume is still being made (this step is driven again when it is ready).
+        RootVolumeFailed when it never will be."""
         volume_id = record["volume_id"]
         async with self.store.connection() as conn:
             existing = await attachment_sql.get(conn, row["id"], volume_id)
@@ -111,14 +117,12 @@ class RootVolumes(Volumes):
         try:
             volume: VolumeView = await self.bus.call(VOLUME, GetVolume(volume_id=volume_id), service)
         except NotFound:
-            await self.fail_server(row["id"], f"root volume {volume_id} no longer exists")
-            return None
+            raise RootVolumeFailed(f"root volume {volume_id} no longer exists") from None
         if volume.status == "creating":
             return None
         if volume.status != "available":
             why = f": {volume.error_reason}" if volume.error_reason else ""
-            await self.fail_server(row["id"], f"root volume {volume_id} is {volume.status}{why}")
-            return None
+            raise RootVolumeFailed(f"root volume {volume_id} is {volume.status}{why}")
         attachment_id = str(uuid.uuid5(ATTACHMENTS, f"{row['id']}/{volume_id}/{row['host']}"))
         reserve = ReserveAttachment(
             attachment_id=attachment_id, volume_id=volume_id, server_id=row["id"], host=row["host"]
@@ -138,33 +142,10 @@ class RootVolumes(Volumes):
             "delete_on_termination": record["delete_on_termination"],
         }
         async with self.store.transaction() as tx:
-            await attachment_sql.insert(tx, values)
-            made = await attachment_sql.by_attachment(tx, attachment_id)
+            made = await attachment_sql.insert(tx, values)  # a row of this server's: returned above
         if made is None:  # the volume went to another server meanwhile
-            await self.fail_server(row["id"], f"root volume {volume_id} is attached elsewhere")
-            return None
+            raise RootVolumeFailed(f"root volume {volume_id} is attached elsewhere")
         return guest_disk(made)
-
-    async def fail_server(self, server_id: str, message: str) -> None:
-        raise NotImplementedError  # servers.Servers fails a build its own way
-
-    @subscribes(VolumeStatusChanged, group="compute.volumes")
-    async def on_volume_status(self, event: VolumeStatusChanged, ctx: Context) -> None:
-        """A root volume became ready (or failed): spawn the servers waiting for it."""
-        if event.status not in ("available", "error") or not event.bootable:
-            return  # compute waits only for volumes it made of an image
-        async with self.store.connection() as conn:
-            rows = await conn.fetch(
-                """SELECT id FROM compute.servers
-                    WHERE spawn ? 'root_volume' AND spawn->'root_volume'->>'volume_id' = $1
-                      AND task_state = 'spawning'""",
-                event.volume_id,
-            )
-        for r in rows:
-            await self.spawn_again(r["id"], ctx)
-
-    async def spawn_again(self, server_id: str, ctx: Context) -> None:
-        raise NotImplementedError  # servers.Servers sends its spawn
 
     async def end_root_attachments(self, server_id: str, ctx: Context) -> None:
         """A spawn failed: give the root volume back before the server is placed again (its

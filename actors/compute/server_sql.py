@@ -87,6 +87,16 @@ async def get(conn: Connection, server_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {COLUMNS} FROM compute.servers WHERE id = $1", server_id)
 
 
+async def waiting_for_root_volume(conn: Connection, volume_id: str) -> list[asyncpg.Record]:
+    """Servers whose spawn waits for this root volume (the partial index servers_root_volume)."""
+    return await conn.fetch(
+        f"""SELECT {COLUMNS} FROM compute.servers
+             WHERE spawn ? 'root_volume' AND spawn->'root_volume'->>'volume_id' = $1
+               AND task_state = 'spawning'""",
+        volume_id,
+    )
+
+
 async def list_servers(
     conn: Connection,
     *,

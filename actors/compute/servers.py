@@ -19,7 +19,7 @@ import orjson
 
 from actors.compute import boot, boot_images, nics, quota_sql, server_sql
 from actors.compute import sql as flavor_sql
-from actors.compute.root_volumes import RootVolumes
+from actors.compute.root_volumes import RootVolumeFailed, RootVolumes
 from fabric.actor import handles, subscribes
 from fabric.service import require_admin, require_member, service_context
 from protocol import compute_agent as agent
@@ -52,6 +52,7 @@ from protocol.network import DeviceAddressesChanged
 from protocol.scheduler import QUEUE as SCHEDULER
 from protocol.scheduler import Placed, PlaceServer, ReleaseAllocation, Resources
 from protocol.system import Done
+from protocol.volume import VolumeStatusChanged
 
 log = logging.getLogger("fabric.compute")
 
@@ -66,11 +67,6 @@ def _fault(message: str, *, code: int = 500, details: str = "") -> ServerFault:
 
 class Servers(RootVolumes):
     """The server handlers of the compute service (mixed into `actor.Compute`)."""
-
-    def _visible(self, row: asyncpg.Record | None, ctx: Context, server_id: str) -> asyncpg.Record:
-        if row is None or (row["project_id"] != ctx.project_id and not ctx.is_admin):
-            raise NotFound("server", server_id)
-        return row
 
     # --- create --------------------------------------------------------------------------------
 
@@ -221,7 +217,11 @@ class Servers(RootVolumes):
         spawn = orjson.loads(row["spawn"])
         disks: tuple[agent.GuestDisk, ...] = ()
         if spawn.get("root_volume"):
-            disk = await self.root_disk(row, spawn["root_volume"], ctx)
+            try:
+                disk = await self.root_disk(row, spawn["root_volume"], ctx)
+            except RootVolumeFailed as exc:
+                await self._fail_build(row["id"], exc.message)
+                return
             if disk is None:
                 return  # not ready: its status change (or the reaper) drives this step again
             disks = (disk,)
@@ -243,13 +243,17 @@ class Servers(RootVolumes):
         )
         await self.bus.cast(row["agent_queue"], msg, ctx)
 
-    async def spawn_again(self, server_id: str, ctx: Context) -> None:
+    @subscribes(VolumeStatusChanged, group="compute.volumes")
+    async def on_volume_status(self, event: VolumeStatusChanged, ctx: Context) -> None:
+        """A root volume became ready (or failed): spawn the servers waiting for it."""
+        if event.status not in ("available", "error") or not event.bootable:
+            return  # compute waits only for volumes it made of an image
         async with self.store.connection() as conn:
-            row = await server_sql.get(conn, server_id)
-        if row is not None and row["task_state"] == boot.Task.SPAWNING:
+            rows = await server_sql.waiting_for_root_volume(conn, event.volume_id)
+        for row in rows:
             await self._send_spawn(row, ctx)
 
-    async def fail_server(self, server_id: str, message: str) -> None:
+    async def _fail_build(self, server_id: str, message: str) -> None:
         """A build that cannot go on (its root volume failed): ERROR, and its host's room back."""
         async with self.store.transaction() as tx:
             failed = await server_sql.fail(tx, server_id, _fault(message), tasks=(boot.Task.SPAWNING,))

@@ -89,9 +89,14 @@ def guest_disk(row: asyncpg.Record) -> agent.GuestDisk:
 class Volumes(ServiceActor):
     """The attachment handlers of the compute service."""
 
-    def _attachable(self, row: asyncpg.Record | None, ctx: Context, server_id: str) -> asyncpg.Record:
+    def _visible(self, row: asyncpg.Record | None, ctx: Context, server_id: str) -> asyncpg.Record:
+        """The server's row if the caller may see it; NotFound otherwise (as Nova hides others')."""
         if row is None or (row["project_id"] != ctx.project_id and not ctx.is_admin):
             raise NotFound("server", server_id)
+        return row
+
+    def _attachable(self, row: asyncpg.Record | None, ctx: Context, server_id: str) -> asyncpg.Record:
+        row = self._visible(row, ctx, server_id)
         if row["vm_state"] not in ATTACHABLE or row["task_state"] is not None or row["host"] is None:
             state = row["task_state"] or row["vm_state"]
             raise Conflict("server", f"cannot change the volumes of server {server_id} while it is {state}")
@@ -126,16 +131,13 @@ class Volumes(ServiceActor):
         }
         try:
             async with self.store.transaction() as tx:
-                inserted = await attachment_sql.insert(tx, values)
+                row = await attachment_sql.insert(tx, values)
         except BaseException:
             await self._give_back(attachment_id, msg.volume_id, ctx)
             raise
-        if not inserted:
+        if row is None:
             await self._give_back(attachment_id, msg.volume_id, ctx)
             raise Invalid("volumeAttachment.volumeId", f"volume {msg.volume_id} is attached to a server")
-        async with self.store.connection() as conn:
-            row = await attachment_sql.by_attachment(conn, attachment_id)
-        assert row is not None
         plug = agent.AttachDisk(host=server["host"], server_id=msg.server_id, disk=guest_disk(row))
         await self.bus.cast(server["agent_queue"], plug, ctx)
         return attachment_sql.view(row)
@@ -147,29 +149,24 @@ class Volumes(ServiceActor):
     @handles(ListVolumeAttachments)
     async def list_attachments(self, msg: ListVolumeAttachments, ctx: Context) -> VolumeAttachmentList:
         async with self.store.connection() as conn:
-            self._seen(await server_sql.get(conn, msg.server_id), ctx, msg.server_id)
+            self._visible(await server_sql.get(conn, msg.server_id), ctx, msg.server_id)
             rows = await attachment_sql.of_server(conn, msg.server_id)
         return VolumeAttachmentList(items=tuple(attachment_sql.view(r) for r in rows))
 
     @handles(GetVolumeAttachment)
     async def get_attachment(self, msg: GetVolumeAttachment, ctx: Context) -> VolumeAttachmentView:
         async with self.store.connection() as conn:
-            self._seen(await server_sql.get(conn, msg.server_id), ctx, msg.server_id)
+            self._visible(await server_sql.get(conn, msg.server_id), ctx, msg.server_id)
             row = await attachment_sql.get(conn, msg.server_id, msg.volume_id)
         if row is None:
             raise NotFound("volume attachment", msg.volume_id)
         return attachment_sql.view(row)
 
-    def _seen(self, row: asyncpg.Record | None, ctx: Context, server_id: str) -> asyncpg.Record:
-        if row is None or (row["project_id"] != ctx.project_id and not ctx.is_admin):
-            raise NotFound("server", server_id)
-        return row
-
     @handles(DetachVolume, key=lambda m: m.server_id)
     async def detach_volume(self, msg: DetachVolume, ctx: Context) -> Done:
         require_member(ctx, "os_compute_api:os-volumes-attachments:delete")
         async with self.store.connection() as conn:
-            server = self._seen(await server_sql.get(conn, msg.server_id), ctx, msg.server_id)
+            server = self._visible(await server_sql.get(conn, msg.server_id), ctx, msg.server_id)
             row = await attachment_sql.get(conn, msg.server_id, msg.volume_id)
         if row is None:
             raise NotFound("volume attachment", msg.volume_id)

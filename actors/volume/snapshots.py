@@ -9,6 +9,7 @@ goes once the last of them is gone).
 import asyncpg
 
 from actors.volume import quota_sql, snapshot_sql, sql, states
+from actors.volume.listing import check_marker, listed_project
 from actors.volume.volumes import Volumes
 from fabric.actor import handles
 from fabric.service import require_member
@@ -117,16 +118,10 @@ class Snapshots(Volumes):
 
     @handles(ListSnapshots)
     async def list_snapshots(self, msg: ListSnapshots, ctx: Context) -> SnapshotList:
-        project: str | None = ctx.project_id
-        if ctx.is_admin and msg.project_id is not None:
-            project = msg.project_id
-        elif ctx.is_admin and msg.all_projects:
-            project = None
+        project = listed_project(ctx, msg.project_id, msg.all_projects)
         async with self.store.connection() as conn:
             if msg.marker is not None:
-                marked = await snapshot_sql.get(conn, msg.marker)
-                if marked is None or (project is not None and marked["project_id"] != project):
-                    raise Invalid("marker", f"marker {msg.marker} could not be found")
+                check_marker(await snapshot_sql.get(conn, msg.marker), project, msg.marker)
             rows = await snapshot_sql.list_snapshots(
                 conn,
                 project_id=project,

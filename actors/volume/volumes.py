@@ -16,6 +16,7 @@ import orjson
 
 from actors.volume import quota_sql, snapshot_sql, sources, sql, states
 from actors.volume.hosts import NO_VALID_BACKEND
+from actors.volume.listing import check_marker, listed_project
 from actors.volume.placement import Placement
 from fabric.actor import handles
 from fabric.service import require_member
@@ -352,18 +353,10 @@ class Volumes(Placement):
 
     @handles(ListVolumes)
     async def list_volumes(self, msg: ListVolumes, ctx: Context) -> VolumeList:
-        """Admins see one project's volumes (`project_id`) or every project's (`all_projects`),
-        else their own; others always their own (Cinder ignores all_tenants for them)."""
-        project: str | None = ctx.project_id
-        if ctx.is_admin and msg.project_id is not None:
-            project = msg.project_id
-        elif ctx.is_admin and msg.all_projects:
-            project = None
+        project = listed_project(ctx, msg.project_id, msg.all_projects)
         async with self.store.connection() as conn:
             if msg.marker is not None:
-                marked = await sql.get(conn, msg.marker)
-                if marked is None or (project is not None and marked["project_id"] != project):
-                    raise Invalid("marker", f"marker {msg.marker} could not be found")
+                check_marker(await sql.get(conn, msg.marker), project, msg.marker)
             rows = await sql.list_volumes(
                 conn,
                 project_id=project,

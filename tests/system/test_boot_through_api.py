@@ -9,6 +9,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,29 +39,41 @@ def guest_dir() -> Path:
     return Path(done.stdout.decode().split()[0]).parent
 
 
-@pytest.fixture
-async def cloud(
-    settings: Settings, guest_dir: Path, compute_dir: Path, tmp_path: Path
+@asynccontextmanager
+async def libvirt_cloud(
+    settings: Settings, guest_dir: Path, state: Path, *, name: str, host: str, **more: Any
 ) -> AsyncIterator[Cloud]:
-    own_settings = replace(settings, compute_driver="libvirt", libvirt_uri=URI)
-    why = why_no_libvirt(own_settings)
+    """A whole cloud in this process whose one compute host is this machine's libvirt, on a
+    database and vhost of its own (skips saying why where libvirt cannot run). `more`: other
+    settings (`compute_dir`, volumes...)."""
+    why = why_no_libvirt(replace(settings, compute_driver="libvirt", libvirt_uri=URI))
     if why:
         pytest.skip(why)
-    async with isolated(settings, "api-system", tmp_path / "state") as own:
+    async with isolated(settings, name, state / "state") as own:
         own = replace(
             own,
             gateway_port=free_port(),
             compute_driver="libvirt",
-            compute_host=HOST,
-            compute_dir=str(compute_dir),
+            compute_host=host,
             libvirt_uri=URI,
             virt_type="auto",
             fake_hosts=0,
             test_guest_dir=str(guest_dir),
             image_quota_bytes=2**30,  # the suite's 8 MiB is too small for a kernel and initramfs
+            **more,
         )
         async with Cloud(own) as running:
             yield running
+
+
+@pytest.fixture
+async def cloud(
+    settings: Settings, guest_dir: Path, compute_dir: Path, tmp_path: Path
+) -> AsyncIterator[Cloud]:
+    async with libvirt_cloud(
+        settings, guest_dir, tmp_path, name="api-system", host=HOST, compute_dir=str(compute_dir)
+    ) as running:
+        yield running
 
 
 def console_has_marker(text: str, name: str) -> bool:

@@ -14,7 +14,6 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,11 @@ import pytest
 
 from fabric import seed
 from fabric.client import Client
-from fabric.compose import Cloud, why_no_libvirt
+from fabric.compose import Cloud
 from fabric.config import Settings
-from tests.support import free_port, isolated
 from tests.system.test_boot_through_api import (
     guest_dir,  # noqa: F401 - the fixture
+    libvirt_cloud,
     wait_for_marker,
 )
 from tests.system.test_libvirt_driver import URI, remove_domain
@@ -43,28 +42,18 @@ async def cloud(
     compute_dir: Path,
     tmp_path: Path,
 ) -> AsyncIterator[Cloud]:
-    own_settings = replace(settings, compute_driver="libvirt", libvirt_uri=URI)
-    why = why_no_libvirt(own_settings)
-    if why:
-        pytest.skip(why)
-    async with isolated(settings, "volume-system", tmp_path / "state") as own:
-        own = replace(
-            own,
-            gateway_port=free_port(),
-            compute_driver="libvirt",
-            compute_host=HOST,
-            compute_dir=str(compute_dir / "compute"),
-            libvirt_uri=URI,
-            virt_type="auto",
-            fake_hosts=0,
-            test_guest_dir=str(guest_dir),
-            image_quota_bytes=2**30,
-            volume_backend="file",
-            volume_dir=str(compute_dir / "volumes"),
-            volume_host=HOST,
-        )
-        async with Cloud(own) as running:
-            yield running
+    async with libvirt_cloud(
+        settings,
+        guest_dir,
+        tmp_path,
+        name="volume-system",
+        host=HOST,
+        compute_dir=str(compute_dir / "compute"),
+        volume_backend="file",
+        volume_dir=str(compute_dir / "volumes"),
+        volume_host=HOST,
+    ) as running:
+        yield running
 
 
 class Rig:
