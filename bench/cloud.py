@@ -131,6 +131,7 @@ async def own_fabric(
             FABRIC_COMPUTE_DRIVER="none",  # a benchmark never boots real guests unless asked
             FABRIC_VOLUME_BACKEND="fake",  # nor writes volume files
             FABRIC_VOLUME_DIR=str(work / "volumes"),  # and never shares a volume host's directory
+            FABRIC_DNS_PORT=str(free_port()),  # its PowerDNS beside any other cloud's
         )
         env.update(extra_env or {})
         await drop_database(database_url)  # a leftover of a killed run with our PID

@@ -22,6 +22,8 @@ from actors.compute.actor import MIGRATIONS as COMPUTE_MIGRATIONS
 from actors.compute.actor import Compute
 from actors.compute_agent.agent import ComputeAgent, HostConfig
 from actors.compute_agent.fake_driver import FakeDriver
+from actors.dns.actor import MIGRATIONS as DNS_MIGRATIONS
+from actors.dns.actor import Dns
 from actors.identity.actor import MIGRATIONS as IDENTITY_MIGRATIONS
 from actors.identity.actor import Identity
 from actors.identity.bootstrap import Bootstrapped, bootstrap
@@ -47,6 +49,7 @@ from fabric.client import ApiError, Client, ServerFailed
 from fabric.config import Settings
 from fabric.gateway.app import Gateway
 from fabric.gateway.http import json_response
+from fabric.powerdns import PowerDns, why_no_powerdns, why_no_views
 from fabric.store import Store, ensure_database, migrate
 from fabric.virt import HostResources, VirtDriver
 from fabric.volume_client import VolumeFailed
@@ -69,8 +72,9 @@ ACTORS: dict[str, ActorSpec] = {
     "scheduler": ActorSpec(Scheduler, "scheduler", SCHEDULER_MIGRATIONS),
     "network": ActorSpec(Network, "network", NETWORK_MIGRATIONS),
     "volume": ActorSpec(Volume, "volume", VOLUME_MIGRATIONS),
+    "dns": ActorSpec(Dns, "dns", DNS_MIGRATIONS),
 }
-SERVICES = (*ACTORS, "gateway", "compute-agent", "network-agent", "volume-agent")
+SERVICES = (*ACTORS, "gateway", "compute-agent", "network-agent", "volume-agent", "powerdns")
 
 
 def fake_fleet(bus: Bus, settings: Settings, *, hosts: int, prefix: str) -> ComputeAgent:
@@ -213,7 +217,10 @@ async def run_bootstrap(settings: Settings) -> Bootstrapped:
         await store.close()
 
 
-def openrc(settings: Settings) -> str:
+def openrc(settings: Settings, nameserver: str | None = None) -> str:
+    """The admin's OS_* variables; with `nameserver` (ADDRESS:PORT), where the cloud's DNS
+    answers, as FABRIC_DNS_SERVER for scripts (no setting has that name, so fabric commands run
+    from a shell that sourced this file ignore it)."""
     return "\n".join(
         [
             f"export OS_AUTH_URL={settings.gateway_url}/identity/v3",
@@ -225,6 +232,7 @@ def openrc(settings: Settings) -> str:
             "export OS_PROJECT_DOMAIN_NAME=Default",
             f"export OS_REGION_NAME={settings.region}",
             "export OS_INTERFACE=public",
+            *([f"export FABRIC_DNS_SERVER={nameserver}"] if nameserver else []),
             "",
         ]
     )
@@ -274,10 +282,17 @@ class Cloud:
         self.notes: list[str] = []
         #: A real host with a network agent runs here: guests' pages can be reached.
         self.plumbs_networks = False
+        #: The cloud's nameserver, when `powerdns` and this machine has PowerDNS.
+        self.powerdns: PowerDns | None = None
 
     @property
     def url(self) -> str:
         return self.settings.gateway_url
+
+    @property
+    def nameserver(self) -> str | None:
+        """ADDRESS:PORT of the cloud's nameserver, when it runs one."""
+        return f"{self.powerdns.address}:{self.powerdns.port}" if self.powerdns else None
 
     async def __aenter__(self) -> "Cloud":
         settings = self.settings
@@ -285,6 +300,7 @@ class Cloud:
         await run_bootstrap(settings)
         self.store = store = await Store.connect(settings.database_url)
         try:
+            await self._start_dns_server()
             self.bus = bus = await _connect_bus(settings, "fabric-up")
             for name, spec in ACTORS.items():
                 if name in self.services:
@@ -302,6 +318,23 @@ class Cloud:
         sup = Supervisor(make, name=name)
         self.supervisors.append(sup)
         self._tasks.append(asyncio.create_task(sup.run(), name=f"actor:{name}"))
+
+    async def _start_dns_server(self) -> None:
+        """PowerDNS, answering from the DNS service's schema, before the actors that wait for it
+        to serve their changes. A machine without it says so in the notes and runs none."""
+        settings = self.settings
+        if not settings.powerdns:
+            return
+        why = await asyncio.to_thread(why_no_powerdns, settings) or await why_no_views(settings.database_url)
+        if why is not None:
+            self.notes.append(f"no dns server: {why}")
+            log.warning("no dns server", extra={"reason": why})
+            return
+        powerdns = PowerDns(settings)
+        await powerdns.start()
+        self.powerdns = powerdns
+        version = powerdns.version or "?"
+        self.notes.append(f"dns server {powerdns.address}:{powerdns.port} (PowerDNS {version})")
 
     def _start_agents(self, bus: Bus) -> None:
         settings = self.settings
@@ -341,6 +374,8 @@ class Cloud:
         for sup in self.supervisors:
             sup.stop()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.powerdns is not None:
+            await self.powerdns.stop()
         if self.bus is not None:
             await self.bus.close()
         if self.store is not None:
@@ -390,7 +425,7 @@ async def run_up(settings: Settings, openrc_path: Path) -> None:
     _stop_on_signals(stop)
     async with Cloud(settings) as cloud:
         settings = cloud.settings
-        _write_private(openrc_path, openrc(settings))
+        _write_private(openrc_path, openrc(settings, cloud.nameserver))
         services, seeded = await self_check(settings, demo=cloud.plumbs_networks)
         print(f"fabric is up: {settings.gateway_url}", flush=True)
         print(f"  self-check: admin token issued; catalog: {', '.join(services)}", flush=True)
@@ -458,6 +493,9 @@ async def run_service(name: str, settings: Settings, *, reuse_port: bool = True)
         ready = f"volume-agent serving {settings.volume_host_name} ({settings.volume_backend})"
         await _serve("volume-agent", lambda: volume_agent(bus, settings, backend), bus, settings, stop, ready)
         return
+    if name == "powerdns":
+        await _run_powerdns(settings, stop)
+        return
     if name == "network-agent":
         bus = await _connect_bus(settings, f"fabric-network-agent-{settings.host_name}")
         ready = f"network-agent serving {settings.host_name}"
@@ -506,3 +544,22 @@ async def _run_agent(settings: Settings, stop: asyncio.Event) -> None:
     await _serve(
         "compute-agent", make, bus, settings, stop, f"compute-agent serving {settings.host_name} ({what})"
     )
+
+
+async def _run_powerdns(settings: Settings, stop: asyncio.Event) -> None:
+    """The cloud's nameserver alone (split deployments), on `dns_address`:`dns_port`; it needs
+    the DNS service's views, which this process makes if they are missing."""
+    no_dns = why_no_powerdns(settings)
+    if no_dns is not None:
+        raise SystemExit(f"fabric: no dns server: {no_dns}")
+    spec = ACTORS["dns"]
+    await ensure_database(settings.database_url)
+    await migrate(settings.database_url, spec.schema, spec.migrations)
+    server = PowerDns(settings)
+    await server.start()
+    try:
+        version = server.version or "?"
+        print(f"powerdns serving {server.address}:{server.port} (PowerDNS {version})", flush=True)
+        await stop.wait()
+    finally:
+        await server.stop()

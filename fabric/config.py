@@ -20,6 +20,8 @@ from protocol.errors import Invalid
 
 DEFAULT_FILE = Path("/etc/fabric/fabric.toml")
 Port = Annotated[int, Range(0, 65535)]
+#: How booleans are spelled in the environment.
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,6 +121,16 @@ class Settings:
     volume_attach_deadline_s: Annotated[float, Range(0.1, 7 * 86400.0)] = 300.0
     volume_host_ttl_s: Annotated[float, Range(1.0, 86400.0)] = 30.0
     volume_over_subscription_ratio: Annotated[float, Range(1.0, 1000.0)] = 20.0
+    #: The DNS service: the names of the nameservers every zone's NS recordset and SOA name
+    #: (comma-separated, fully qualified), and a zone's TTL when its create gives none.
+    dns_nameservers: Annotated[str, MinLen(1), MaxLen(1024)] = "ns1.fabric.test."
+    dns_default_ttl: Annotated[int, Range(1, 2**31 - 1)] = 3600
+    #: The cloud's authoritative nameserver: `fabric up` runs PowerDNS (`powerdns`; a machine
+    #: without it says so and runs none) on `dns_address`:`dns_port`, not 53, so that it never
+    #: fights a local resolver. It answers from the DNS service's schema.
+    powerdns: bool = True
+    dns_address: Annotated[str, MinLen(1)] = "127.0.0.1"
+    dns_port: Annotated[int, Range(1, 65535)] = 5354
     #: Where `fabric up` finds the built test guest to register; empty: this checkout's
     #: `.cache/test-guest` (scripts/build-test-guest.sh).
     test_guest_dir: str = ""
@@ -206,6 +218,10 @@ def load_settings(
 
 def _from_env(name: str, value: str, hint: Any) -> Any:
     base = getattr(hint, "__origin__", hint)
+    if base is bool:
+        if value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise Invalid(f"FABRIC_{name.upper()}", "expected true or false")
     if base is int or base is float:
         try:
             return base(value)

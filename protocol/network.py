@@ -17,6 +17,8 @@ Id = Annotated[str, MinLen(1), MaxLen(64)]
 Name = Annotated[str, MaxLen(255)]
 Description = Annotated[str, MaxLen(1024)]
 Ip = Annotated[str, MinLen(7), MaxLen(15)]
+#: A `dns_name` or `dns_domain` (Neutron's dns-integration); the service checks what it holds.
+DnsText = Annotated[str, MaxLen(255)]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,6 +33,8 @@ class NetworkView:
     mtu: int
     port_security_enabled: bool
     subnets: tuple[str, ...]
+    #: The domain its ports' names are published in (an FQDN with trailing dot), or ''.
+    dns_domain: str
     created_at: float
     updated_at: float
     revision_number: int
@@ -54,6 +58,8 @@ class CreateNetwork:
     external: bool = False
     mtu: Annotated[int, Range(68, 9000)] = 1500
     port_security_enabled: bool = True
+    #: An FQDN with its trailing dot, or ''; Invalid (network.dns_domain) otherwise.
+    dns_domain: DnsText = ""
     #: Admins may create on behalf of a project.
     project_id: Id | None = None
 
@@ -91,6 +97,7 @@ class UpdateNetwork:
     external: bool | None = None
     mtu: Annotated[int, Range(68, 9000)] | None = None
     port_security_enabled: bool | None = None
+    dns_domain: DnsText | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -210,6 +217,16 @@ class FixedIpRequest:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DnsAssignment:
+    """A name a port's fixed address has (Neutron's `dns_assignment`): `dns_name` or
+    `host-<a-b-c-d>`, in the port's domain or `openstacklocal.`."""
+
+    hostname: str
+    ip_address: str
+    fqdn: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PortView:
     id: str
     name: str
@@ -225,6 +242,10 @@ class PortView:
     admin_state_up: bool
     port_security_enabled: bool
     security_groups: tuple[str, ...]
+    dns_name: str
+    #: The port's own domain (dns-domain-ports), '' when its network's applies.
+    dns_domain: str
+    dns_assignment: tuple[DnsAssignment, ...]
     created_at: float
     updated_at: float
     revision_number: int
@@ -251,8 +272,11 @@ class CreatePort:
     device_id: Annotated[str, MaxLen(255)] = ""
     device_owner: Annotated[str, MaxLen(255)] = ""
     binding_host_id: Annotated[str, MaxLen(255)] = ""
-    #: The hostname DHCP gives the guest on this port (Neutron's dns_name).
-    dns_name: Annotated[str, MaxLen(63)] = ""
+    #: The hostname DHCP gives the guest on this port and, in the port's domain, its name in
+    #: DNS (Neutron's dns_name): one DNS label, lowercased; Invalid (port.dns_name) otherwise.
+    dns_name: DnsText = ""
+    #: A domain of its own, over its network's (dns-domain-ports).
+    dns_domain: DnsText = ""
     admin_state_up: bool = True
     port_security_enabled: bool | None = None
     #: The port's security groups (of its project); None: the project's `default` group.
@@ -290,6 +314,8 @@ class UpdatePort:
     admin_state_up: bool | None = None
     port_security_enabled: bool | None = None
     security_groups: Annotated[tuple[Id, ...], MaxLen(32)] | None = None
+    dns_name: DnsText | None = None
+    dns_domain: DnsText | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -305,6 +331,64 @@ class DeviceAddressesChanged:
     associated with one of their ports. Compute refreshes what it shows on the servers."""
 
     device_ids: tuple[str, ...]
+
+
+# --- names in DNS (for the DNS service) --------------------------------------------------------
+
+#: The most ids one ListDnsBindings takes of each kind, and one DnsNamesChanged carries.
+DNS_IDS_MAX = 10_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DnsNamesChanged:
+    """Event: the names, or the addresses behind them, of these ports and floating IPs may have
+    changed (a named port made, renamed, moved to another domain or deleted; a network's domain
+    changed; a floating IP made, associated, disassociated or deleted). Ids only: the DNS
+    service asks ListDnsBindings what they are now. Published after the change committed."""
+
+    port_ids: tuple[str, ...]
+    floatingip_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListDnsBindings:
+    """Admins only (the DNS service, with a service context). None: every one there is.
+    Reply: DnsBindings, holding only those asked for that have a name (or, for floating IPs, an
+    address to point back at): an id asked for and absent from the reply has no record."""
+
+    port_ids: Annotated[tuple[Id, ...], MaxLen(DNS_IDS_MAX)] | None = None
+    floatingip_ids: Annotated[tuple[Id, ...], MaxLen(DNS_IDS_MAX)] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PortDnsBinding:
+    """A port with a `dns_name`, a domain (its own, else its network's) and at least one fixed
+    address: `fqdn` (`<dns_name>.<domain>`, trailing dot) has an A record per address."""
+
+    port_id: str
+    project_id: str
+    fqdn: str
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FloatingIpDnsBinding:
+    """A floating IP that is associated with a port or has its own name. `fqdn`: its own
+    `dns_name.dns_domain`; else, associated with a port that has a name, that name in the
+    floating IP's external network's domain (the "external zone": the port's own name stays
+    in its own network's domain, for its fixed address; Neutron would put both in the port's
+    domain); else None: no records."""
+
+    floatingip_id: str
+    project_id: str
+    address: str
+    fqdn: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DnsBindings:
+    ports: tuple[PortDnsBinding, ...]
+    floatingips: tuple[FloatingIpDnsBinding, ...]
 
 
 # --- quotas ------------------------------------------------------------------------------------
@@ -363,6 +447,7 @@ MESSAGES = (
     DeleteSubnet,
     FixedIp,
     FixedIpRequest,
+    DnsAssignment,
     PortView,
     PortList,
     CreatePort,
@@ -371,6 +456,11 @@ MESSAGES = (
     UpdatePort,
     DeletePort,
     DeviceAddressesChanged,
+    DnsNamesChanged,
+    ListDnsBindings,
+    PortDnsBinding,
+    FloatingIpDnsBinding,
+    DnsBindings,
     NetworkQuotas,
     GetNetworkQuotas,
     SetNetworkQuotas,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from protocol.codec import MaxLen, Range
-from protocol.network import Description, FixedIp, Id, Ip, Name
+from protocol.network import Description, DnsText, FixedIp, Id, Ip, Name
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,6 +135,9 @@ class FloatingIpView:
     description: str
     project_id: str
     status: str
+    #: Its own name in DNS, set at create only ('' both, or neither).
+    dns_name: str
+    dns_domain: str
     created_at: float
     updated_at: float
     revision_number: int
@@ -157,6 +160,10 @@ class CreateFloatingIp:
     port_id: Id | None = None
     fixed_ip_address: Ip | None = None
     description: Description = ""
+    #: Its own name (relative, no trailing dot) in `dns_domain` (an FQDN): both or neither, and
+    #: never changed afterwards (Neutron's dns-integration). Invalid (floatingip.dns_*) otherwise.
+    dns_name: DnsText = ""
+    dns_domain: DnsText = ""
     project_id: Id | None = None
 
 

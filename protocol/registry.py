@@ -6,6 +6,7 @@ The list of protocol modules is explicit: adding a service means adding its modu
 from protocol import (
     compute,
     compute_agent,
+    dns,
     identity,
     image,
     network,
@@ -22,6 +23,7 @@ from protocol import (
 MODULES = (
     compute,
     compute_agent,
+    dns,
     identity,
     image,
     network,

@@ -121,6 +121,26 @@ ensure_networking() {
     apt_install dnsmasq-base nftables iproute2 busybox-static curl
 }
 
+# The cloud's nameserver: PowerDNS with its PostgreSQL backend (the fabric runs its own
+# pdns_server, from a config dir in its state dir, on its own port), dig for people and tests,
+# dnsperf for the DNS benchmark. Debian's pdns-server also brings its own pdns.service (port 53,
+# bind backend), which nothing of ours uses: right after installing, one that systemd or the
+# package's scripts started is stopped, by systemctl or by its PID file, never by name.
+ensure_dns() {
+    local fresh=no
+    dpkg-query -W -f='${Status}' pdns-server 2>/dev/null | grep -q "install ok installed" || fresh=yes
+    apt_install pdns-server pdns-backend-pgsql bind9-dnsutils dnsperf
+    [[ $fresh == yes ]] || return 0
+    if [[ -d /run/systemd/system ]]; then
+        log "disabling Debian's pdns.service (the fabric runs its own PowerDNS)"
+        systemctl disable --now pdns.service >/dev/null 2>&1 || true
+    fi
+    if daemon_running /run/pdns/pdns.pid; then
+        log "stopping the pdns_server the package started (pid $(cat /run/pdns/pdns.pid))"
+        kill "$(cat /run/pdns/pdns.pid)"
+    fi
+}
+
 ensure_venv() {
     local python=${PYTHON:-python3}
     if ! "$python" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
@@ -148,5 +168,6 @@ ensure_rabbitmq
 ensure_database_role
 ensure_libvirt
 ensure_networking
+ensure_dns
 ensure_venv
 log "ready"

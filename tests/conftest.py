@@ -69,6 +69,8 @@ def settings(amqp_url: str, database_url: str, tmp_path_factory: pytest.TempPath
         network_agent=False,
         volume_backend="fake",
         capacity_report_interval_s=1.0,
+        # The cloud's PowerDNS on a port of its own: suites and clouds run side by side.
+        dns_port=free_port(),
     )
 
 

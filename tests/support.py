@@ -116,6 +116,10 @@ def fabric_env(settings: Settings, **extra: str) -> dict[str, str]:
         # A volume agent removes the files its database does not know: never a shared directory.
         FABRIC_VOLUME_BACKEND=settings.volume_backend,
         FABRIC_VOLUME_DIR=settings.volume_dir or str(Path(settings.state_dir) / "volumes"),
+        # Each cloud's nameserver on a port of its own (`isolated` gives one).
+        FABRIC_POWERDNS=str(settings.powerdns).lower(),
+        FABRIC_DNS_ADDRESS=settings.dns_address,
+        FABRIC_DNS_PORT=str(settings.dns_port),
     )
     env.update(extra)
     return env
@@ -134,6 +138,8 @@ async def isolated(settings: Settings, name: str, state_dir: Path) -> AsyncItera
             amqp_url=with_vhost(settings.amqp_url, vhost),
             database_url=with_database(settings.database_url, db),
             state_dir=str(state_dir),
+            # Its own nameserver: PowerDNS binds the port, and two clouds cannot share it.
+            dns_port=free_port(),
         )
         await drop_database(own.database_url)
         await ensure_database(own.database_url)

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from actors.network import ipam, plumbing, quotas, sql
+from actors.network import dns_bindings, dns_names, ipam, plumbing, quotas, sql
 from actors.network.floating_ips import FloatingIps
 from actors.network.ports import DHCP_OWNER
 from fabric.actor import handles
@@ -31,9 +31,11 @@ from protocol.network import (
     DeleteNetwork,
     DeletePort,
     DeleteSubnet,
+    DnsBindings,
     FixedIpRequest,
     GetNetwork,
     GetSubnet,
+    ListDnsBindings,
     ListNetworks,
     ListSubnets,
     NetworkList,
@@ -90,6 +92,12 @@ class Network(FloatingIps):
         async with self.store.transaction() as tx:  # one snapshot of every table
             return await plumbing.host_networking(tx, msg.host, self.settings.outside_namespace)
 
+    @handles(ListDnsBindings)
+    async def list_dns_bindings(self, msg: ListDnsBindings, ctx: Context) -> DnsBindings:
+        require_admin(ctx, "list_dns_bindings")  # the DNS service, on its own behalf
+        async with self.store.transaction() as tx:  # one snapshot of ports and floating IPs
+            return await dns_bindings.bindings(tx, msg.port_ids, msg.floatingip_ids)
+
     # --- networks ------------------------------------------------------------------------------
 
     @handles(CreateNetwork, key=lambda m: m.network_id)
@@ -99,15 +107,16 @@ class Network(FloatingIps):
             require_admin(ctx, "create_network:shared" if msg.shared else "create_network:router:external")
         if msg.project_id not in (None, ctx.project_id):
             require_admin(ctx, "create_network:project_id")
+        zone = dns_names.domain(msg.dns_domain, "network.dns_domain")
         async with self.store.transaction() as tx:
             await quotas.take(tx, msg.project_id or ctx.project_id or "", "network")
             try:
                 await tx.execute(
                     """INSERT INTO network.networks (id, name, description, project_id, admin_state_up,
-                            shared, external, mtu, port_security_enabled)
-                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+                            shared, external, mtu, port_security_enabled, dns_domain)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
                     msg.network_id, msg.name, msg.description, msg.project_id or ctx.project_id,
-                    msg.admin_state_up, msg.shared, msg.external, msg.mtu, msg.port_security_enabled,
+                    msg.admin_state_up, msg.shared, msg.external, msg.mtu, msg.port_security_enabled, zone,
                 )  # fmt: skip
             except asyncpg.UniqueViolationError:
                 raise Conflict("network", f"a network with id {msg.network_id} exists") from None
@@ -159,22 +168,36 @@ class Network(FloatingIps):
             require_admin(
                 ctx, "update_network:shared" if msg.shared is not None else "update_network:router:external"
             )
+        zone = dns_names.domain(msg.dns_domain, "network.dns_domain") if msg.dns_domain is not None else None
+        renamed: list[str] = []
         async with self.store.transaction() as tx:
             view = await self._visible_network(tx, msg.network_id, ctx, lock=True)
             self._owns(view, ctx, "update")
+            if zone is not None and zone != view.dns_domain:
+                renamed = await dns_bindings.named_ports_in(tx, msg.network_id)
+                longest = await tx.fetchval(
+                    """SELECT dns_name FROM network.ports WHERE id = ANY($1::text[])
+                        ORDER BY length(dns_name) DESC LIMIT 1""",
+                    renamed,
+                )
+                dns_names.fits(longest or "", zone, "network.dns_domain")
             await tx.execute(
                 """UPDATE network.networks
                     SET name = coalesce($2, name), description = coalesce($3, description),
                         admin_state_up = coalesce($4, admin_state_up), shared = coalesce($5, shared),
                         external = coalesce($6, external), mtu = coalesce($7, mtu),
                         port_security_enabled = coalesce($8, port_security_enabled),
+                        dns_domain = coalesce($9, dns_domain),
                         updated_at = now(), revision_number = revision_number + 1
                     WHERE id = $1""",
                 msg.network_id, msg.name, msg.description, msg.admin_state_up, msg.shared, msg.external,
-                msg.mtu, msg.port_security_enabled,
+                msg.mtu, msg.port_security_enabled, zone,
             )  # fmt: skip
             row = await sql.get_network(tx, msg.network_id)
+            moved = await dns_bindings.floating_ips_on(tx, renamed) if renamed else []
         assert row is not None
+        # Every name in the old domain moves to the new one, with the floating IPs named after them.
+        await dns_bindings.announce(self.bus, ctx, renamed, moved)
         return sql.network_view(row)
 
     @handles(DeleteNetwork, key=lambda m: m.network_id)

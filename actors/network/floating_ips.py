@@ -10,7 +10,7 @@ import uuid
 
 import asyncpg
 
-from actors.network import ipam, quotas, sql
+from actors.network import dns_bindings, dns_names, ipam, quotas, sql
 from actors.network.routers import ROUTER_INTERFACE, Routers
 from fabric.actor import handles
 from fabric.service import require_member
@@ -33,7 +33,7 @@ FLOATING_IP_OWNER = "network:floatingip"
 
 FIP_COLUMNS = """f.id, host(f.floating_ip_address) AS floating_ip_address, f.floating_network_id,
     host(f.fixed_ip_address) AS fixed_ip_address, f.port_id, f.router_id, f.description, f.project_id,
-    f.floating_port_id, extract(epoch FROM f.created_at) AS created_at,
+    f.floating_port_id, f.dns_name, f.dns_domain, extract(epoch FROM f.created_at) AS created_at,
     extract(epoch FROM f.updated_at) AS updated_at, f.revision_number"""
 
 
@@ -48,10 +48,24 @@ def fip_view(r: asyncpg.Record) -> FloatingIpView:
         description=r["description"],
         project_id=r["project_id"],
         status="ACTIVE" if r["port_id"] else "DOWN",
+        dns_name=r["dns_name"],
+        dns_domain=r["dns_domain"],
         created_at=float(r["created_at"]),
         updated_at=float(r["updated_at"]),
         revision_number=r["revision_number"],
     )
+
+
+def own_name(dns_name: str, dns_domain: str) -> tuple[str, str]:
+    """A floating IP's own name and domain, checked as Neutron does: both or neither."""
+    name = dns_names.floating_ip_name(dns_name, "floatingip.dns_name")
+    zone = dns_names.domain(dns_domain, "floatingip.dns_domain")
+    if zone and not name:
+        raise Invalid("floatingip.dns_domain", "cannot be given without a dns_name")
+    if name and not zone:
+        raise Invalid("floatingip.dns_name", "cannot be given without a dns_domain")
+    dns_names.fits(name, zone, "floatingip.dns_name")
+    return name, zone
 
 
 class FloatingIps(Routers):
@@ -71,6 +85,7 @@ class FloatingIps(Routers):
         require_member(ctx, "create_floatingip")
         if msg.floating_ip_address is not None and not ctx.is_admin:
             raise Forbidden("create_floatingip:floating_ip_address")
+        dns_name, dns_domain = own_name(msg.dns_name, msg.dns_domain)
         async with self.store.transaction() as tx:
             network = await self._visible_network(tx, msg.floating_network_id, ctx)
             if not network.external:
@@ -100,10 +115,10 @@ class FloatingIps(Routers):
             try:
                 await tx.execute(
                     """INSERT INTO network.floating_ips (id, project_id, description, floating_network_id,
-                            floating_port_id, floating_ip_address)
-                        VALUES ($1, $2, $3, $4, $5, $6::inet)""",
+                            floating_port_id, floating_ip_address, dns_name, dns_domain)
+                        VALUES ($1, $2, $3, $4, $5, $6::inet, $7, $8)""",
                     msg.floatingip_id, msg.project_id or ctx.project_id, msg.description, network.id, port_id,
-                    address,
+                    address, dns_name, dns_domain,
                 )  # fmt: skip
             except asyncpg.UniqueViolationError:
                 raise Conflict("floating IP", f"a floating IP with id {msg.floatingip_id} exists") from None
@@ -112,6 +127,7 @@ class FloatingIps(Routers):
                 await self._associate(tx, row, msg.port_id, msg.fixed_ip_address, ctx)
             view = fip_view(await self._fip(tx, msg.floatingip_id, ctx))
         await self._addresses_changed([msg.port_id], ctx)
+        await dns_bindings.announce(self.bus, ctx, floatingips=[msg.floatingip_id])
         return view
 
     async def _associate(
@@ -177,6 +193,7 @@ class FloatingIps(Routers):
                 await self._associate(tx, fip, msg.port_id, msg.fixed_ip_address, ctx)
             view = fip_view(await self._fip(tx, msg.floatingip_id, ctx))
         await self._addresses_changed([fip["port_id"], msg.port_id], ctx)
+        await dns_bindings.announce(self.bus, ctx, floatingips=[msg.floatingip_id])
         return view
 
     @handles(GetFloatingIp)
@@ -217,6 +234,7 @@ class FloatingIps(Routers):
             await tx.execute("DELETE FROM network.floating_ips WHERE id = $1", fip["id"])
             await tx.execute("DELETE FROM network.ports WHERE id = $1", fip["floating_port_id"])
         await self._addresses_changed([fip["port_id"]], ctx)
+        await dns_bindings.announce(self.bus, ctx, floatingips=[msg.floatingip_id])
         return Done()
 
     async def _addresses_changed(self, port_ids: list[str | None], ctx: Context) -> None:

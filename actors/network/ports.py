@@ -13,7 +13,7 @@ import re
 
 import asyncpg
 
-from actors.network import ipam, quotas, sql
+from actors.network import dns_bindings, dns_names, ipam, quotas, sql
 from actors.network.security_groups import SecurityGroups
 from fabric.actor import handles
 from fabric.service import require_member
@@ -133,9 +133,11 @@ class Ports(SecurityGroups):
         port_security_enabled: bool | None = None,
         outside_pools: bool = False,
         dns_name: str = "",
+        dns_domain: str = "",
     ) -> None:
         values = {
             "dns_name": dns_name,
+            "dns_domain": dns_domain,
             "id": port_id,
             "network_id": network.id,
             "name": name,
@@ -168,10 +170,13 @@ class Ports(SecurityGroups):
                 raise Forbidden("create_port:project_id" if msg.project_id else "create_port:device_owner")
         if msg.mac_address is not None and not MAC.fullmatch(msg.mac_address.lower()):
             raise Invalid("port.mac_address", f"{msg.mac_address!r} is not a MAC address")
+        dns_name = dns_names.port_name(msg.dns_name, "port.dns_name")
+        own_zone = dns_names.domain(msg.dns_domain, "port.dns_domain")
         async with self.store.transaction() as tx:
             network = await self._visible_network(tx, msg.network_id, ctx)
             if network.project_id != ctx.project_id and not network.shared and not ctx.is_admin:
                 raise Forbidden(f"create_port: network {network.id} belongs to another project")
+            dns_names.fits(dns_name, own_zone or network.dns_domain, "port.dns_name")
             if not msg.device_owner.startswith(RESERVED_OWNERS):
                 await quotas.take(tx, msg.project_id or ctx.project_id or "", "port")
             subnets = await sql.subnets_of(tx, network.id)
@@ -192,13 +197,16 @@ class Ports(SecurityGroups):
                 device_id=msg.device_id,
                 device_owner=msg.device_owner,
                 binding_host_id=msg.binding_host_id,
-                dns_name=msg.dns_name,
+                dns_name=dns_name,
+                dns_domain=own_zone,
                 admin_state_up=msg.admin_state_up,
                 port_security_enabled=msg.port_security_enabled,
             )
             await self._set_groups(tx, msg.port_id, msg.security_groups, ctx, made=True)
             row = await sql.get_port(tx, msg.port_id)
         assert row is not None
+        if dns_name:
+            await dns_bindings.announce(self.bus, ctx, [msg.port_id])
         return sql.port_view(row)
 
     async def _set_groups(
@@ -268,8 +276,21 @@ class Ports(SecurityGroups):
         require_member(ctx, "update_port")
         if (msg.device_owner or "").startswith(RESERVED_OWNERS) and not ctx.is_admin:
             raise Forbidden("update_port:device_owner")
+        dns_name = dns_names.port_name(msg.dns_name, "port.dns_name") if msg.dns_name is not None else None
+        own_zone = dns_names.domain(msg.dns_domain, "port.dns_domain") if msg.dns_domain is not None else None
+        renamed: list[str] = []
+        moved: list[str] = []
         async with self.store.transaction() as tx:
-            await self._port(tx, msg.port_id, ctx)
+            before = await self._port(tx, msg.port_id, ctx)
+            name = before.dns_name if dns_name is None else dns_name
+            zone = before.dns_domain if own_zone is None else own_zone
+            if (name, zone) != (before.dns_name, before.dns_domain):
+                network = await sql.get_network(tx, before.network_id)
+                assert network is not None
+                dns_names.fits(name, zone or network["dns_domain"], "port.dns_name")
+                if name or before.dns_name:  # a port without a name has no record to change
+                    renamed = [msg.port_id]
+                    moved = await dns_bindings.floating_ips_on(tx, renamed)
             await tx.execute(
                 """UPDATE network.ports
                     SET name = coalesce($2, name), description = coalesce($3, description),
@@ -277,16 +298,18 @@ class Ports(SecurityGroups):
                         binding_host_id = coalesce($6, binding_host_id),
                         admin_state_up = coalesce($7, admin_state_up),
                         port_security_enabled = coalesce($8, port_security_enabled),
+                        dns_name = coalesce($9, dns_name), dns_domain = coalesce($10, dns_domain),
                         updated_at = now(), revision_number = revision_number + 1
                     WHERE id = $1""",
                 msg.port_id, msg.name, msg.description, msg.device_id, msg.device_owner, msg.binding_host_id,
-                msg.admin_state_up, msg.port_security_enabled,
+                msg.admin_state_up, msg.port_security_enabled, dns_name, own_zone,
             )  # fmt: skip
             if msg.port_security_enabled is False and msg.security_groups is None:
                 await tx.execute("DELETE FROM network.port_security_groups WHERE port_id = $1", msg.port_id)
             await self._set_groups(tx, msg.port_id, msg.security_groups, ctx, made=False)
             row = await sql.get_port(tx, msg.port_id)
         assert row is not None
+        await dns_bindings.announce(self.bus, ctx, renamed, moved)
         return sql.port_view(row)
 
     @handles(DeletePort, key=lambda m: m.port_id)
@@ -299,10 +322,14 @@ class Ports(SecurityGroups):
                     "port", f"{port.id} is owned by {port.device_owner}: remove it through its owner"
                 )
             # A floating IP on it stays allocated to its project, associated with nothing.
-            await tx.execute(
+            freed = await tx.fetch(
                 """UPDATE network.floating_ips SET port_id = NULL, fixed_ip_address = NULL, router_id = NULL,
-                        updated_at = now(), revision_number = revision_number + 1 WHERE port_id = $1""",
+                        updated_at = now(), revision_number = revision_number + 1 WHERE port_id = $1
+                    RETURNING id""",
                 msg.port_id,
             )
             await tx.execute("DELETE FROM network.ports WHERE id = $1", msg.port_id)  # addresses cascade
+        await dns_bindings.announce(
+            self.bus, ctx, [msg.port_id] if port.dns_name else [], [r["id"] for r in freed]
+        )
         return Done()

@@ -6,6 +6,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from actors.network import dns_names
 from fabric.store import Connection
 from protocol.network import FixedIp, HostRoute, NetworkView, Pool, PortView, SubnetView
 
@@ -15,7 +16,8 @@ def _epoch(column: str) -> str:
 
 
 NETWORK_COLUMNS = f"""n.id, n.name, n.description, n.project_id, n.admin_state_up, n.shared, n.external,
-    n.mtu, n.port_security_enabled, {_epoch("created_at")}, {_epoch("updated_at")}, n.revision_number,
+    n.mtu, n.port_security_enabled, n.dns_domain, {_epoch("created_at")}, {_epoch("updated_at")},
+    n.revision_number,
     coalesce((SELECT array_agg(s.id ORDER BY s.created_at) FROM network.subnets s WHERE s.network_id = n.id),
              '{{}}') AS subnets"""
 
@@ -32,6 +34,7 @@ def network_view(r: asyncpg.Record) -> NetworkView:
         mtu=r["mtu"],
         port_security_enabled=r["port_security_enabled"],
         subnets=tuple(r["subnets"]),
+        dns_domain=r["dns_domain"],
         created_at=float(r["created_at"]),
         updated_at=float(r["updated_at"]),
         revision_number=r["revision_number"],
@@ -151,7 +154,9 @@ async def insert_subnet(tx: Connection, v: dict[str, Any]) -> None:
 
 PORT_COLUMNS = f"""p.id, p.name, p.description, p.network_id, p.project_id,
     p.mac_address::text AS mac_address, p.device_id, p.device_owner, p.binding_host_id, p.status,
-    p.admin_state_up, p.port_security_enabled,
+    p.admin_state_up, p.port_security_enabled, p.dns_name, p.dns_domain,
+    coalesce(nullif(p.dns_domain, ''),
+             (SELECT n.dns_domain FROM network.networks n WHERE n.id = p.network_id)) AS zone,
     {_epoch("created_at")}, {_epoch("updated_at")}, p.revision_number,
     coalesce((SELECT array_agg(array[a.subnet_id, host(a.ip_address)] ORDER BY a.ip_address)
                 FROM network.ip_allocations a WHERE a.port_id = p.id), '{{}}') AS fixed_ips,
@@ -160,6 +165,7 @@ PORT_COLUMNS = f"""p.id, p.name, p.description, p.network_id, p.project_id,
 
 
 def port_view(r: asyncpg.Record) -> PortView:
+    fixed_ips = tuple(FixedIp(subnet_id=s, ip_address=ip) for s, ip in r["fixed_ips"])
     return PortView(
         id=r["id"],
         name=r["name"],
@@ -167,7 +173,7 @@ def port_view(r: asyncpg.Record) -> PortView:
         network_id=r["network_id"],
         project_id=r["project_id"],
         mac_address=r["mac_address"],
-        fixed_ips=tuple(FixedIp(subnet_id=s, ip_address=ip) for s, ip in r["fixed_ips"]),
+        fixed_ips=fixed_ips,
         device_id=r["device_id"],
         device_owner=r["device_owner"],
         binding_host_id=r["binding_host_id"],
@@ -175,6 +181,9 @@ def port_view(r: asyncpg.Record) -> PortView:
         admin_state_up=r["admin_state_up"],
         port_security_enabled=r["port_security_enabled"],
         security_groups=tuple(r["security_groups"]),
+        dns_name=r["dns_name"],
+        dns_domain=r["dns_domain"],
+        dns_assignment=dns_names.assignment(r["dns_name"], r["zone"], tuple(f.ip_address for f in fixed_ips)),
         created_at=float(r["created_at"]),
         updated_at=float(r["updated_at"]),
         revision_number=r["revision_number"],
@@ -189,12 +198,12 @@ async def insert_port(tx: Connection, v: dict[str, Any]) -> bool:
     """False when the MAC is taken on the network."""
     done: str = await tx.execute(
         """INSERT INTO network.ports (id, network_id, name, description, project_id, mac_address, device_id,
-                device_owner, binding_host_id, admin_state_up, port_security_enabled, dns_name)
-            VALUES ($1, $2, $3, $4, $5, $6::macaddr, $7, $8, $9, $10, $11, $12)
+                device_owner, binding_host_id, admin_state_up, port_security_enabled, dns_name, dns_domain)
+            VALUES ($1, $2, $3, $4, $5, $6::macaddr, $7, $8, $9, $10, $11, $12, $13)
             ON CONFLICT (network_id, mac_address) DO NOTHING""",
         v["id"], v["network_id"], v["name"], v["description"], v["project_id"], v["mac_address"],
         v["device_id"], v["device_owner"], v["binding_host_id"], v["admin_state_up"],
-        v["port_security_enabled"], v.get("dns_name", ""),
+        v["port_security_enabled"], v.get("dns_name", ""), v.get("dns_domain", ""),
     )  # fmt: skip
     return done.endswith(" 1")
 

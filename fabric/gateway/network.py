@@ -104,6 +104,8 @@ EXTENSIONS = {
     "ext-gw-mode": "Neutron L3 Configurable external gateway mode",
     "pagination": "Pagination support",
     "sorting": "Sorting support",
+    "dns-integration": "DNS Integration",
+    "dns-domain-ports": "dns_domain for ports",
 }
 
 
@@ -140,6 +142,7 @@ def network_body(n: NetworkView) -> dict[str, Any]:
         "mtu": n.mtu,
         "port_security_enabled": n.port_security_enabled,
         "subnets": list(n.subnets),
+        "dns_domain": n.dns_domain,
         "project_id": n.project_id,
         "tenant_id": n.project_id,
         "availability_zones": ["nova"],
@@ -200,6 +203,11 @@ def port_body(p: PortView) -> dict[str, Any]:
         "admin_state_up": p.admin_state_up,
         "port_security_enabled": p.port_security_enabled,
         "security_groups": list(p.security_groups),
+        "dns_name": p.dns_name,
+        "dns_domain": p.dns_domain,
+        "dns_assignment": [
+            {"hostname": a.hostname, "ip_address": a.ip_address, "fqdn": a.fqdn} for a in p.dns_assignment
+        ],
         "allowed_address_pairs": [],
         "extra_dhcp_opts": [],
         "tags": [],
@@ -213,6 +221,8 @@ def port_body(p: PortView) -> dict[str, Any]:
 
 Name = Annotated[str, MaxLen(255)]
 Text = Annotated[str, MaxLen(1024)]
+#: A dns_name or dns_domain: the network service checks the rest (and names the field).
+Dns = Annotated[str, MaxLen(255)]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -224,6 +234,7 @@ class NetworkFields:
     external: bool | None = None
     mtu: Annotated[int, Range(68, 9000)] | None = None
     port_security_enabled: bool | None = None
+    dns_domain: Dns | None = None
     project_id: Annotated[str, MinLen(1), MaxLen(64)] | None = None
 
 
@@ -277,6 +288,8 @@ class PortFields:
     port_security_enabled: bool | None = None
     project_id: Annotated[str, MaxLen(64)] | None = None
     security_groups: tuple[str, ...] | None = None
+    dns_name: Dns | None = None
+    dns_domain: Dns | None = None
 
 
 #: Neutron's attribute names that are not Python names, and what the bodies call them here.
@@ -290,7 +303,7 @@ async def read_fields(request: web.Request, key: str, cls: type[Any]) -> Any:
         raise Invalid(key, f"the body is {{{key!r}: {{...}}}}")
     renamed: dict[str, Any] = {RENAMES.get(str(k), str(k)): v for k, v in raw.items()}
     for k in list(renamed):
-        if k.startswith(("provider:", "segments", "qos_policy_id", "dns_")):
+        if k.startswith(("provider:", "segments", "qos_policy_id")):
             raise Invalid(f"{key}.{k}", "not supported here")
     return decode(cls, renamed, path=key)
 
@@ -368,6 +381,7 @@ async def create_network(request: web.Request) -> web.Response:
         external=bool(f.external),
         mtu=f.mtu or 1500,
         port_security_enabled=True if f.port_security_enabled is None else f.port_security_enabled,
+        dns_domain=f.dns_domain or "",
         project_id=f.project_id,
     )
     return json_response({"network": network_body(await request.app[BUS].call(QUEUE, msg, ctx))}, status=201)
@@ -391,7 +405,7 @@ async def update_network(request: web.Request) -> web.Response:
     msg = UpdateNetwork(
         network_id=request.match_info["id"], name=f.name, description=f.description,
         admin_state_up=f.admin_state_up, shared=f.shared, external=f.external, mtu=f.mtu,
-        port_security_enabled=f.port_security_enabled,
+        port_security_enabled=f.port_security_enabled, dns_domain=f.dns_domain,
     )  # fmt: skip
     return json_response({"network": network_body(await request.app[BUS].call(QUEUE, msg, ctx))})
 
@@ -496,6 +510,8 @@ async def create_port(request: web.Request) -> web.Response:
         admin_state_up=True if f.admin_state_up is None else f.admin_state_up,
         port_security_enabled=f.port_security_enabled,
         security_groups=f.security_groups,
+        dns_name=f.dns_name or "",
+        dns_domain=f.dns_domain or "",
         project_id=f.project_id,
     )
     return json_response({"port": port_body(await request.app[BUS].call(QUEUE, msg, ctx))}, status=201)
@@ -521,6 +537,7 @@ async def update_port(request: web.Request) -> web.Response:
         port_id=request.match_info["id"], name=f.name, description=f.description, device_id=f.device_id,
         device_owner=f.device_owner, binding_host_id=f.binding_host_id, admin_state_up=f.admin_state_up,
         port_security_enabled=f.port_security_enabled, security_groups=f.security_groups,
+        dns_name=f.dns_name, dns_domain=f.dns_domain,
     )  # fmt: skip
     return json_response({"port": port_body(await request.app[BUS].call(QUEUE, msg, ctx))})
 

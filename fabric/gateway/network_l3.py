@@ -8,7 +8,7 @@ from aiohttp import web
 
 from fabric.gateway.context import BUS, authenticated
 from fabric.gateway.http import json_response, read_json
-from fabric.gateway.network import ROOT, Name, Text, iso, list_response, read_fields, trim
+from fabric.gateway.network import ROOT, Dns, Name, Text, iso, list_response, read_fields, trim
 from protocol.codec import MaxLen, MinLen, decode
 from protocol.errors import Invalid
 from protocol.network import QUEUE
@@ -108,8 +108,8 @@ def floating_ip_body(f: FloatingIpView) -> dict[str, Any]:
         "project_id": f.project_id,
         "tenant_id": f.project_id,
         "port_details": None,
-        "dns_domain": "",
-        "dns_name": "",
+        "dns_domain": f.dns_domain,
+        "dns_name": f.dns_name,
         "qos_policy_id": None,
         "tags": [],
         "created_at": iso(f.created_at),
@@ -230,6 +230,8 @@ class FloatingIpFields:
     port_id: Id | None = None
     fixed_ip_address: Annotated[str, MaxLen(15)] | None = None
     description: Text | None = None
+    dns_name: Dns | None = None
+    dns_domain: Dns | None = None
     project_id: Id | None = None
 
 
@@ -245,6 +247,8 @@ async def create_floating_ip(request: web.Request) -> web.Response:
         port_id=f.port_id,
         fixed_ip_address=f.fixed_ip_address,
         description=f.description or "",
+        dns_name=f.dns_name or "",
+        dns_domain=f.dns_domain or "",
         project_id=f.project_id,
     )
     created = await request.app[BUS].call(QUEUE, msg, ctx)
@@ -277,6 +281,9 @@ async def update_floating_ip(request: web.Request) -> web.Response:
     if not isinstance(raw, dict):
         raise Invalid("floatingip", "the body is {'floatingip': {...}}")
     f = decode(FloatingIpFields, raw, path="floatingip")
+    for fixed in ("dns_name", "dns_domain"):  # Neutron: set at create, never changed
+        if getattr(f, fixed) is not None:
+            raise Invalid(f"floatingip.{fixed}", "cannot be changed after the floating IP is created")
     if "port_id" not in raw:
         raise Invalid("floatingip.port_id", "required: a port to associate, or null to disassociate")
     msg = AssociateFloatingIp(

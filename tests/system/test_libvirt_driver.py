@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
 
 URI = "qemu:///system"
-HOST = "system-test-host"
+#: Per process: a suite running beside this one on the same libvirtd has its own guests.
+HOST = f"system-test-host-{os.getpid()}"
 BOOT_TIMEOUT_S = 120.0
 CONSOLE_BYTES = 4 * 2**20
 BOOTED = re.compile(r"^FABRIC-GUEST-BOOTED hostname=(\S+)", re.M)
