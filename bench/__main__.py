@@ -1,4 +1,4 @@
-"""`python -m bench rpc|tokens|boot|place|ports|volumes|webpage ...`: run one benchmark, print a table
+"""`python -m bench rpc|tokens|boot|place|ports|volumes|dns|webpage ...`: run one benchmark, print a table
 or one JSON object.
 
 With `--json`, stdout carries exactly one JSON object and everything else (progress, warnings,
@@ -117,6 +117,22 @@ def parser() -> argparse.ArgumentParser:
     volumes.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     volumes.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
 
+    dns = commands.add_parser(
+        "dns", help="recordset creates per second, and each one's time until PowerDNS answers it"
+    )
+    dns.add_argument("--zones", type=_positive(int), default=10, help="zones to spread over (default 10)")
+    dns.add_argument("--records", type=_positive(int), default=5000, help="recordsets (default 5000)")
+    dns.add_argument("--concurrency", type=_positive(int), default=64, help="creates in flight (default 64)")
+    dns.add_argument(
+        "--query-records",
+        type=int,
+        default=0,
+        help="then dnsperf against a zone of this many (default 0: no)",
+    )
+    dns.add_argument("--query-seconds", type=_positive(int), default=10, help="dnsperf's run (default 10)")
+    dns.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    dns.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
+
     webpage = commands.add_parser(
         "webpage", help="server create to its page through a floating IP, beside the guest's own boot"
     )
@@ -225,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import volumes
 
         result = uvloop.run(volumes.run(args, settings))
+    elif args.command == "dns":
+        from bench import dns
+
+        result = uvloop.run(dns.run(args, settings))
     elif args.command == "webpage":
         from bench import webpage
 

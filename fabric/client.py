@@ -25,6 +25,10 @@ from fabric.compute_client import ComputeApi, ImageApi
 from fabric.compute_client import Server as Server
 from fabric.compute_client import ServerFailed as ServerFailed
 from fabric.config import Settings
+from fabric.dns_client import DnsApi
+from fabric.dns_client import DnsFailed as DnsFailed
+from fabric.dns_client import Recordset as Recordset
+from fabric.dns_client import Zone as Zone
 from fabric.volume_client import Snapshot as Snapshot
 from fabric.volume_client import Volume as Volume
 from fabric.volume_client import VolumeApi
@@ -196,6 +200,7 @@ class Client:
         self.compute = ComputeApi(self)
         self.image = ImageApi(self)
         self.volume = VolumeApi(self)
+        self.dns = DnsApi(self)
 
     @classmethod
     def for_admin(cls, settings: Settings) -> "Client":

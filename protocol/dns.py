@@ -119,6 +119,8 @@ class UpdateZone:
     email: Email | None = None
     ttl: Ttl | None = None
     description: Description | None = None
+    #: Designate's `"description": null`.
+    clear_description: bool = False
     all_projects: bool = False
 
 
@@ -208,7 +210,7 @@ class ListRecordsets:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UpdateRecordset:
     """Reply: RecordsetView (PENDING, UPDATE). None leaves a field as it is; `clear_ttl` goes
-    back to the zone's TTL (Designate's `"ttl": null`)."""
+    back to the zone's TTL (Designate's `"ttl": null`), `clear_description` has none."""
 
     zone_id: Id
     recordset_id: Id
@@ -216,6 +218,7 @@ class UpdateRecordset:
     ttl: Ttl | None = None
     clear_ttl: bool = False
     description: Description | None = None
+    clear_description: bool = False
     all_projects: bool = False
 
 

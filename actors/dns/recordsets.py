@@ -153,6 +153,7 @@ class Recordsets(Zones):
                 clear_ttl=msg.clear_ttl,
                 description=msg.description,
                 serial=serial,
+                clear_description=msg.clear_description,
             )
             updated = await sql.recordset(tx, msg.recordset_id)
             assert updated is not None

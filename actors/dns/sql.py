@@ -127,12 +127,13 @@ async def count_recordsets(conn: Connection, zone_id: str, more: int) -> None:
 
 async def update_zone(
     conn: Connection, zone_id: str, *, email: str | None, rname: str | None, ttl: int | None,
-    description: str | None,
+    description: str | None, clear_description: bool = False,
 ) -> None:  # fmt: skip
     await conn.execute(
         """
         UPDATE dns.zones SET email = COALESCE($2, email), soa_rname = COALESCE($3, soa_rname),
-               ttl = COALESCE($4, ttl), description = COALESCE($5, description),
+               ttl = COALESCE($4, ttl),
+               description = CASE WHEN $6 THEN NULL ELSE COALESCE($5, description) END,
                version = version + 1, action = 'UPDATE'
         WHERE id = $1
         """,
@@ -141,6 +142,7 @@ async def update_zone(
         rname,
         ttl,
         description,
+        clear_description,
     )
 
 
@@ -183,13 +185,14 @@ async def insert_recordsets(conn: Connection, rows: Sequence[tuple[Any, ...]]) -
 
 async def update_recordset(
     conn: Connection, recordset_id: str, *, records: Sequence[str] | None, ttl: int | None,
-    clear_ttl: bool, description: str | None, serial: int,
+    clear_ttl: bool, description: str | None, serial: int, clear_description: bool = False,
 ) -> None:  # fmt: skip
     await conn.execute(
         """
         UPDATE dns.recordsets SET records = COALESCE($2, records),
                ttl = CASE WHEN $4 THEN NULL ELSE COALESCE($3, ttl) END,
-               description = COALESCE($5, description), serial = $6, version = version + 1,
+               description = CASE WHEN $7 THEN NULL ELSE COALESCE($5, description) END,
+               serial = $6, version = version + 1,
                status = 'PENDING', action = 'UPDATE', updated_at = now()
         WHERE id = $1
         """,
@@ -199,6 +202,7 @@ async def update_recordset(
         clear_ttl,
         description,
         serial,
+        clear_description,
     )
 
 

@@ -158,6 +158,7 @@ class Zones(Served):
                 rname=names.soa_rname(email) if email else None,
                 ttl=msg.ttl,
                 description=msg.description,
+                clear_description=msg.clear_description,
             )
             row = await sql.zone(tx, msg.zone_id)
             assert row is not None

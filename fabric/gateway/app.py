@@ -21,6 +21,7 @@ from fabric.config import Settings
 from fabric.gateway import (
     compute,
     compute_project,
+    dns,
     hypervisors,
     identity,
     image,
@@ -36,6 +37,7 @@ from fabric.gateway import (
 )
 from fabric.gateway.auth import Auth, service_context
 from fabric.gateway.context import AUTH, BLOBS, BUS, REQUEST_ID, SETTINGS
+from fabric.gateway.dns_request import designate_errors
 from fabric.gateway.errors import error_body, status_of
 from fabric.gateway.http import Handler, json_response
 from fabric.logs import request_id_var
@@ -139,7 +141,7 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 
 def build_app(bus: Bus, auth: Auth, settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[gateway_middleware, microversion.negotiate, volume.negotiate],
+        middlewares=[gateway_middleware, microversion.negotiate, volume.negotiate, designate_errors],
         client_max_size=MAX_BODY_BYTES,
     )
     app[BUS] = bus
@@ -161,6 +163,7 @@ def build_app(bus: Bus, auth: Auth, settings: Settings) -> web.Application:
     volume.add_routes(app)
     volume_snapshots.add_routes(app)
     volume_project.add_routes(app)
+    dns.add_routes(app)
     return app
 
 

@@ -1,0 +1,197 @@
+"""The stock `openstack` CLI with python-designateclient (both from PyPI) against `fabric up`:
+zones, recordsets and DNS quotas as a user runs them, with the CLI's JSON output, and the names
+answered by the cloud's nameserver once the API says ACTIVE."""
+
+import asyncio
+import importlib.util
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from fabric.config import Settings
+from fabric.powerdns import resolve, why_no_powerdns
+from tests.compat.test_openstack_cli import OPENSTACK, Cli, read_openrc
+from tests.support import FABRIC, Processes, can_manage_rabbitmq, fabric_env, free_port, isolated, wait_http
+
+pytestmark = [pytest.mark.compat, pytest.mark.postgres, pytest.mark.amqp]
+#: How long a change may take to be served (PENDING to ACTIVE).
+ACTIVE_TIMEOUT_S = 30.0
+
+
+@dataclass
+class DnsCloud:
+    cli: Cli
+    settings: Settings
+    #: Why the cloud runs no nameserver here, or None when it answers on settings.dns_port.
+    no_nameserver: str | None
+
+    async def eventually(self, args: tuple[str, ...], done: Any, timeout_s: float = ACTIVE_TIMEOUT_S) -> Any:
+        """Runs `openstack ARGS -f json` until `done(output)`; the last output."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            got = await self.cli.json(*args)
+            if done(got):
+                return got
+            assert time.monotonic() < deadline, f"openstack {' '.join(args)} still gives {got}"
+            await asyncio.sleep(0.5)
+
+    async def active(self, *args: str) -> Any:
+        """`zone show` / `recordset show` until ACTIVE (served by the nameserver)."""
+        shown = await self.eventually((*args,), lambda s: s["status"] != "PENDING")
+        assert (shown["status"], shown["action"]) == ("ACTIVE", "NONE"), shown
+        return shown
+
+
+@pytest.fixture(scope="module")
+async def cloud(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DnsCloud]:
+    why = can_manage_rabbitmq()
+    if why:
+        pytest.skip(why)
+    if not OPENSTACK.exists():
+        pytest.skip("python-openstackclient is not installed in this venv (pip install -e '.[test]')")
+    if importlib.util.find_spec("designateclient") is None:
+        pytest.skip("python-designateclient is not installed in this venv (pip install -e '.[test]')")
+    tmp = tmp_path_factory.mktemp("compat-dns")
+    async with isolated(settings, "compat-dns", tmp / "state") as own:
+        port = free_port()
+        processes = Processes(tmp)
+        openrc = tmp / "admin-openrc"
+        env = fabric_env(
+            own,
+            FABRIC_GATEWAY_PORT=str(port),
+            FABRIC_PUBLIC_URL="",
+            FABRIC_COMPUTE_HOST="compat-dns-host",
+            FABRIC_TEST_GUEST_DIR=str(tmp / "no-test-guest"),
+        )
+        try:
+            processes.start("fabric-up", [str(FABRIC), "up", "--openrc", str(openrc)], env)
+            await wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s=60)
+            for _ in range(100):
+                if openrc.exists():
+                    break
+                await asyncio.sleep(0.1)
+            user_env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+            user_env.update(read_openrc(openrc))
+            made = DnsCloud(Cli(user_env), own, why_no_powerdns(own))
+            # The DNS service puts itself in the catalog as it starts, maybe after the gateway.
+            await made.eventually(("catalog", "list"), lambda c: any(e["Type"] == "dns" for e in c), 60)
+            yield made
+        finally:
+            processes.stop_all()
+
+
+def fresh_zone() -> str:
+    return f"compat-{uuid.uuid4().hex[:8]}.example.org."
+
+
+async def test_the_catalog_names_dns_under_the_gateway(cloud: DnsCloud) -> None:
+    catalog = await cloud.cli.json("catalog", "list")
+    (dns,) = [entry for entry in catalog if entry["Type"] == "dns"]
+    public = [e for e in dns["Endpoints"] if e["interface"] == "public"]
+    assert public and public[0]["url"].endswith("/dns"), dns
+
+
+async def test_zone_create_list_show_set_delete(cloud: DnsCloud) -> None:
+    cli, name = cloud.cli, fresh_zone()
+    created = await cli.json("zone", "create", "--email", f"hostmaster@{name[:-1]}", name)
+    assert (created["name"], created["type"], created["status"], created["action"]) == (
+        name,
+        "PRIMARY",
+        "PENDING",
+        "CREATE",
+    )
+    assert created["email"] == f"hostmaster@{name[:-1]}" and created["serial"] >= 1
+    listed = {z["name"]: z for z in await cli.json("zone", "list")}
+    assert listed[name]["id"] == created["id"]
+    assert set(listed[name]) == {"id", "name", "type", "serial", "status", "action"}
+    shown = await cloud.active("zone", "show", name)
+    assert shown["id"] == created["id"] and shown["ttl"] > 0
+
+    changed = await cli.json(
+        "zone", "set", name, "--ttl", "600", "--email", f"dns@{name[:-1]}", "--description", "made by the CLI"
+    )
+    assert (changed["ttl"], changed["email"], changed["description"]) == (
+        600,
+        f"dns@{name[:-1]}",
+        "made by the CLI",
+    )
+    assert changed["serial"] > shown["serial"] and changed["action"] in ("UPDATE", "NONE")
+    assert (await cloud.active("zone", "show", name))["ttl"] == 600
+
+    deleted = await cli.json("zone", "delete", name)
+    assert (deleted["id"], deleted["action"]) == (created["id"], "DELETE")
+    await cloud.eventually(("zone", "list"), lambda zones: name not in [z["name"] for z in zones])
+    code, _, err = await cli.run("zone", "show", name, check=False)
+    assert code != 0 and "resolve" in err.lower(), err
+
+
+async def test_recordset_create_list_show_set_delete(cloud: DnsCloud) -> None:
+    cli, zone = cloud.cli, fresh_zone()
+    www = f"www.{zone}"
+    await cli.json("zone", "create", "--email", f"hostmaster@{zone[:-1]}", zone)
+    created = await cli.json("recordset", "create", "--type", "A", "--record", "203.0.113.10", zone, "www")
+    assert (created["name"], created["type"], created["records"], created["zone_name"]) == (
+        www,
+        "A",
+        "203.0.113.10",
+        zone,
+    )
+    assert created["status"] in ("PENDING", "ACTIVE")
+    listed = await cli.json("recordset", "list", zone)
+    assert {r["type"] for r in listed if r["name"] == zone} >= {"SOA", "NS"}, listed
+    assert [r["records"] for r in listed if r["name"] == www] == ["203.0.113.10"]
+    shown = await cloud.active("recordset", "show", zone, www)
+    assert shown["id"] == created["id"] and shown["ttl"] is None
+    await cloud.active("zone", "show", zone)
+    if cloud.no_nameserver is None:
+        assert await resolve("127.0.0.1", cloud.settings.dns_port, www, "A") == ("NOERROR", ["203.0.113.10"])
+
+    changed = await cli.json(
+        "recordset", "set", zone, www, "--record", "203.0.113.11", "--record", "203.0.113.12", "--ttl", "120"
+    )
+    assert (sorted(changed["records"].split("\n")), changed["ttl"]) == (["203.0.113.11", "203.0.113.12"], 120)
+    await cloud.active("recordset", "show", zone, www)
+    if cloud.no_nameserver is None:
+        rcode, answers = await resolve("127.0.0.1", cloud.settings.dns_port, www, "A")
+        assert (rcode, sorted(answers)) == ("NOERROR", ["203.0.113.11", "203.0.113.12"])
+
+    deleted = await cli.json("recordset", "delete", zone, www)
+    assert (deleted["id"], deleted["action"]) == (created["id"], "DELETE")
+    await cloud.eventually(("recordset", "list", zone), lambda rs: www not in [r["name"] for r in rs])
+    if cloud.no_nameserver is None:
+        assert (await resolve("127.0.0.1", cloud.settings.dns_port, www, "A"))[0] == "NXDOMAIN"
+    await cli.run("zone", "delete", zone)
+
+
+async def test_dns_quota_list_and_set(cloud: DnsCloud) -> None:
+    cli = cloud.cli
+    quotas = await cli.json("dns", "quota", "list")
+    assert set(quotas) == {"api_export_size", "recordset_records", "zone_records", "zone_recordsets", "zones"}
+    assert all(isinstance(v, int) for v in quotas.values())
+    project = (await cli.json("token", "issue"))["project_id"]
+    changed = await cli.json(
+        "dns", "quota", "set", "--project-id", project, "--zones", str(quotas["zones"] + 5)
+    )
+    assert changed["zones"] == quotas["zones"] + 5
+    assert (await cli.json("dns", "quota", "list"))["zones"] == quotas["zones"] + 5
+    await cli.run("dns", "quota", "reset", "--project-id", project)
+    assert (await cli.json("dns", "quota", "list"))["zones"] == quotas["zones"]
+
+
+async def test_names_not_found_and_duplicates_fail_as_designate_fails_them(cloud: DnsCloud) -> None:
+    cli, zone = cloud.cli, fresh_zone()
+    code, _, err = await cli.run("zone", "show", zone, check=False)
+    assert code != 0 and "didn't resolve" in err, err
+    await cli.json("zone", "create", "--email", f"hostmaster@{zone[:-1]}", zone)
+    code, _, err = await cli.run("zone", "create", "--email", f"hostmaster@{zone[:-1]}", zone, check=False)
+    assert code != 0 and err, err
+    code, _, err = await cli.run(
+        "recordset", "create", "--type", "A", "--record", "not-an-address", zone, "bad", check=False
+    )
+    assert code != 0 and err, err
+    await cli.run("zone", "delete", zone)
