@@ -9,6 +9,11 @@ async def limits(conn: Connection, project_id: str) -> dict[str, int]:
     return DEFAULT_QUOTAS | {row["resource"]: row["hard_limit"] for row in rows}
 
 
+def merged(resources: list[str], limits: list[int]) -> dict[str, int]:
+    """Limits read beside a zone (`sql.zone_with_limits`), over the defaults."""
+    return DEFAULT_QUOTAS | dict(zip(resources, limits, strict=True))
+
+
 async def set_limits(conn: Connection, project_id: str, values: dict[str, int]) -> None:
     await conn.executemany(
         """

@@ -56,39 +56,47 @@ class Recordsets(Zones):
 
     @handles(CreateRecordset, key=lambda m: m.zone_id)
     async def create_recordset(self, msg: CreateRecordset, ctx: Context) -> RecordsetView:
+        """One round trip for the change itself (`dns.create_recordset`), so that concurrent
+        creates in one zone hold its lock as briefly as they can."""
         require_member(ctx, "create_recordset")
         async with self.store.connection() as conn:
-            zone = visible(await sql.zone(conn, msg.zone_id), ctx, msg.all_projects, msg.zone_id)
-            limits = await quota_sql.limits(conn, zone["project_id"])
-        if msg.type not in USER_TYPES:
-            raise Invalid("type", f"{msg.type} recordsets are the zone's own")
-        name = names.record_name(msg.name, zone["name"])
-        if msg.type == "NS" and name == zone["name"]:
-            raise Invalid("name", "the NS records at the zone's apex are managed")
-        records = checked_records(msg.type, msg.records, limits["recordset_records"])
-        async with self.store.transaction() as tx:
-            existing = await sql.recordset(tx, msg.recordset_id)
-            if existing is not None:  # a retried create
+            zone = visible(await sql.zone_with_limits(conn, msg.zone_id), ctx, msg.all_projects, msg.zone_id)
+            limits = quota_sql.merged(zone["quota_resources"], zone["quota_limits"])
+            if msg.type not in USER_TYPES:
+                raise Invalid("type", f"{msg.type} recordsets are the zone's own")
+            name = names.record_name(msg.name, zone["name"])
+            if msg.type == "NS" and name == zone["name"]:
+                raise Invalid("name", "the NS records at the zone's apex are managed")
+            records = checked_records(msg.type, msg.records, limits["recordset_records"])
+            pdns = names.pdns_name(name)
+            values = (msg.recordset_id, msg.zone_id, zone["project_id"], name, pdns, msg.type, records,
+                      msg.ttl, msg.description)  # fmt: skip
+            try:
+                made = await sql.create_recordset(conn, values, limits["zone_recordsets"])
+            except asyncpg.RaiseError as exc:
+                made = None
+                if exc.message == "cname":
+                    raise Invalid(
+                        "type", f"a CNAME cannot share its name with other records ({name})"
+                    ) from None
+            if made is None or made["outcome"] == "exists":  # a name taken, or a retried create
+                existing = await sql.recordset(conn, msg.recordset_id)
+                if existing is None:
+                    raise Conflict("recordset", f"a {msg.type} recordset named {name} already exists")
                 if existing["zone_id"] != msg.zone_id:
                     raise Conflict("recordset", f"{msg.recordset_id} exists in another zone")
                 return recordset_view(existing)
-            serial = await sql.bump(tx, msg.zone_id, recordsets=1, limit=limits["zone_recordsets"])
-            if serial is None:
-                if await sql.zone(tx, msg.zone_id) is None:
-                    raise NotFound("zone", msg.zone_id)
-                raise QuotaExceeded("zone_recordsets", str(limits["zone_recordsets"]))
-            present = await sql.types_at(tx, msg.zone_id, name)
-            if msg.type in present:
-                raise Conflict("recordset", f"a {msg.type} recordset named {name} already exists")
-            if present and (msg.type == "CNAME" or "CNAME" in present):
-                raise Invalid("type", f"a CNAME cannot share its name with other records ({name})")
-            row = (msg.recordset_id, msg.zone_id, zone["project_id"], name, names.pdns_name(name), msg.type,
-                   records, msg.ttl, msg.description, serial, None)  # fmt: skip
-            await sql.insert_recordsets(tx, [row])
-            created = await sql.recordset(tx, msg.recordset_id)
-            assert created is not None
-        self.changed(zone["id"], zone["name"], serial)
-        return recordset_view(created)
+        if made["outcome"] == "gone":
+            raise NotFound("zone", msg.zone_id)
+        if made["outcome"] == "quota":
+            raise QuotaExceeded("zone_recordsets", str(limits["zone_recordsets"]))
+        self.changed(zone["id"], zone["name"], made["serial"])
+        return RecordsetView(
+            id=msg.recordset_id, zone_id=zone["id"], zone_name=zone["name"], name=name, type=msg.type,
+            records=tuple(records), ttl=msg.ttl, description=msg.description, status="PENDING",
+            action="CREATE", version=1, project_id=zone["project_id"], managed=False,
+            created_at=made["created"], updated_at=made["created"],
+        )  # fmt: skip
 
     @handles(GetRecordset)
     async def get_recordset(self, msg: GetRecordset, ctx: Context) -> RecordsetView:

@@ -35,6 +35,22 @@ async def zone(conn: Connection, zone_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {ZONE_COLUMNS} FROM dns.zones z WHERE z.id = $1", zone_id)
 
 
+async def zone_with_limits(conn: Connection, zone_id: str) -> asyncpg.Record | None:
+    """The zone and, as `quota_resources` / `quota_limits`, its project's own quota limits: what
+    a recordset change reads before it takes the zone's lock, in one round trip."""
+    return await conn.fetchrow(
+        f"""
+        SELECT {ZONE_COLUMNS},
+               ARRAY(SELECT resource FROM dns.quotas q WHERE q.project_id = z.project_id ORDER BY resource)
+                   AS quota_resources,
+               ARRAY(SELECT hard_limit FROM dns.quotas q WHERE q.project_id = z.project_id ORDER BY resource)
+                   AS quota_limits
+        FROM dns.zones z WHERE z.id = $1
+        """,
+        zone_id,
+    )
+
+
 async def zone_by_name(conn: Connection, name: str) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {ZONE_COLUMNS} FROM dns.zones z WHERE z.name = $1", name)
 
@@ -181,6 +197,19 @@ async def insert_recordsets(conn: Connection, rows: Sequence[tuple[Any, ...]]) -
         """,
         rows,
     )
+
+
+async def create_recordset(conn: Connection, values: tuple[Any, ...], limit: int) -> asyncpg.Record:
+    """(outcome, serial, created) of `dns.create_recordset` (migration 002): `values` are
+    (id, zone_id, project_id, name, pdns_name, type, records, ttl, description). Raises
+    asyncpg's RaiseError `duplicate` or `cname` for a name taken."""
+    row = await conn.fetchrow(
+        "SELECT outcome, serial, created FROM dns.create_recordset($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        *values,
+        limit,
+    )
+    assert row is not None
+    return row
 
 
 async def update_recordset(

@@ -397,3 +397,21 @@ async def until_metrics(port: int) -> None:
         except OSError:
             assert time.monotonic() < deadline, "the second DNS process did not come up"
             await asyncio.sleep(0.2)
+
+
+async def test_a_retried_create_returns_the_same_recordset_and_counts_it_once(dns_cloud: Cloud) -> None:
+    user = Caller(dns_cloud)
+    zone = await user.zone()
+    msg = CreateRecordset(
+        recordset_id=new_id(), zone_id=zone.id, name=f"www.{zone.name}", type="A", records=("192.0.2.1",)
+    )
+    first, again = await user(msg), await user(msg)
+    assert again.id == first.id and again.records == first.records
+    db = await asyncpg.connect(dns_cloud.settings.database_url)
+    try:
+        count, serial = await db.fetchrow(
+            "SELECT recordset_count, serial FROM dns.zones WHERE id = $1", zone.id
+        )
+    finally:
+        await db.close()
+    assert count == 3 and serial == zone.serial + 1  # SOA, NS, www; one change
