@@ -105,13 +105,15 @@ def _fake_driver(host: str, resources: HostResources, settings: Settings) -> Fak
     )
 
 
-def network_agent(bus: Bus, settings: Settings) -> NetworkAgent:
-    """This machine's network agent (the kernel's bridges, namespaces, dnsmasq and nftables)."""
+def network_agent(bus: Bus, settings: Settings, nameserver: tuple[str, int] | None) -> NetworkAgent:
+    """This machine's network agent (the kernel's bridges, namespaces, dnsmasq and nftables);
+    with the cloud's `nameserver`, it relays DNS to it from the outside namespace."""
     return NetworkAgent(
         bus,
         host=settings.host_name,
         state_dir=settings.network_path / settings.host_name,
         report_interval_s=settings.capacity_report_interval_s,
+        nameserver=nameserver,
     )
 
 
@@ -294,6 +296,11 @@ class Cloud:
         """ADDRESS:PORT of the cloud's nameserver, when it runs one."""
         return f"{self.powerdns.address}:{self.powerdns.port}" if self.powerdns else None
 
+    @property
+    def nameserver_address(self) -> tuple[str, int] | None:
+        """(address, port) of the cloud's nameserver, when it runs one."""
+        return (self.powerdns.address, self.powerdns.port) if self.powerdns else None
+
     async def __aenter__(self) -> "Cloud":
         settings = self.settings
         await migrate_all(settings)
@@ -348,8 +355,10 @@ class Cloud:
             if settings.compute_driver == "libvirt" and settings.network_agent:
                 no_net = why_no_network_agent()
                 if no_net is None:
-                    self._supervise("network-agent", lambda: network_agent(bus, settings))
-                    self.notes.append(f"network agent on {settings.host_name}")
+                    nameserver = self.nameserver_address
+                    self._supervise("network-agent", lambda: network_agent(bus, settings, nameserver))
+                    relay = f"; names resolve in {settings.outside_namespace}" if nameserver else ""
+                    self.notes.append(f"network agent on {settings.host_name}{relay}")
                     self.plumbs_networks = True
                 else:
                     self.notes.append(f"no network agent: {no_net}")
@@ -382,10 +391,13 @@ class Cloud:
             await self.store.close()
 
 
-async def self_check(settings: Settings, *, demo: bool = False) -> tuple[list[str], list[str]]:
+async def self_check(
+    settings: Settings, *, demo: bool = False, nameserver: tuple[str, int] | None = None
+) -> tuple[list[str], list[str]]:
     """Prove the cloud answers as a user would reach it: authenticate through the gateway with
     the admin credentials, read the catalog from the token, and seed the flavors and the test
-    guest image (`fabric.seed`); with `demo`, boot the test guest behind a floating IP too.
+    guest image (`fabric.seed`); with `demo`, boot the test guest behind a floating IP too (named
+    in the cloud's `nameserver` when it runs one).
     Returns the catalog's services and what was seeded (the demo's curl command last)."""
     async with Client.for_admin(settings) as client:
         assert client.token is not None
@@ -402,7 +414,9 @@ async def self_check(settings: Settings, *, demo: bool = False) -> tuple[list[st
         )
         if demo and image:
             try:
-                command = await seed.seed_demo(client, image, settings.outside_namespace, settings.host_name)
+                command = await seed.seed_demo(
+                    client, image, settings.outside_namespace, settings.host_name, nameserver
+                )
                 seeded.append(f"the demo VM's page: {command}")
                 seeded.append("its volume demo-data: openstack console log show demo-vm | grep DISK")
             # The cloud is up; the demo is not.
@@ -426,7 +440,9 @@ async def run_up(settings: Settings, openrc_path: Path) -> None:
     async with Cloud(settings) as cloud:
         settings = cloud.settings
         _write_private(openrc_path, openrc(settings, cloud.nameserver))
-        services, seeded = await self_check(settings, demo=cloud.plumbs_networks)
+        services, seeded = await self_check(
+            settings, demo=cloud.plumbs_networks, nameserver=cloud.nameserver_address
+        )
         print(f"fabric is up: {settings.gateway_url}", flush=True)
         print(f"  self-check: admin token issued; catalog: {', '.join(services)}", flush=True)
         for note in cloud.notes:
@@ -499,7 +515,11 @@ async def run_service(name: str, settings: Settings, *, reuse_port: bool = True)
     if name == "network-agent":
         bus = await _connect_bus(settings, f"fabric-network-agent-{settings.host_name}")
         ready = f"network-agent serving {settings.host_name}"
-        await _serve("network-agent", lambda: network_agent(bus, settings), bus, settings, stop, ready)
+        # Split deployments run PowerDNS as its own service (`powerdns`) where the settings say.
+        nameserver = (settings.dns_address, settings.dns_port) if settings.powerdns else None
+        await _serve(
+            "network-agent", lambda: network_agent(bus, settings, nameserver), bus, settings, stop, ready
+        )
         return
     spec = ACTORS[name]
     await ensure_database(settings.database_url)

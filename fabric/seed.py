@@ -13,7 +13,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import dns.exception
+
 from fabric.client import Client
+from fabric.powerdns import resolve
 
 #: Nova's classic flavors and ids: (id, name, vCPUs, RAM MiB, disk GiB).
 FLAVORS = (
@@ -86,6 +89,13 @@ DEMO_EXTERNAL_CIDR = "203.0.113.0/24"  # a documentation range, only ever inside
 DEMO_TENANT_CIDR = "10.0.0.0/24"
 #: Past the host's first report, time for its network agent's (reports come every few seconds).
 DEMO_SETTLE_S = 3.0
+#: The demo's zones (the admin project's), as the networks' `dns_domain`s: the VM is
+#: `demo-vm.demo.fabric.test.` on its network and `demo-vm.public.fabric.test.` at its floating IP.
+DEMO_ZONE = "demo.fabric.test."
+PUBLIC_ZONE = "public.fabric.test."
+DEMO_ZONE_EMAIL = "hostmaster@fabric.test"
+#: Names follow events (the DNS service hears of the floating IP after its API call returns).
+DEMO_NAME_TIMEOUT_S = 30.0
 
 
 async def _one(client: Client, path: str, key: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -113,14 +123,54 @@ async def _wait_for_host(client: Client, host: str, timeout_s: float = 120.0) ->
     await asyncio.sleep(DEMO_SETTLE_S)
 
 
-async def seed_demo(client: Client, image_id: str, outside_namespace: str, host: str) -> str:
+async def _zone(client: Client, name: str) -> None:
+    """The caller's zone `name`, made when it has none."""
+    if not await client.dns.zones(name=name):
+        await client.dns.create_zone(name, DEMO_ZONE_EMAIL)
+
+
+async def _dns_domain(client: Client, network: dict[str, Any], domain: str) -> None:
+    if network.get("dns_domain") != domain:
+        url = f"{client.endpoint('network')}/v2.0/networks/{network['id']}"
+        await client.request("PUT", url, {"network": {"dns_domain": domain}})
+
+
+async def _answers(nameserver: tuple[str, int], name: str, address: str, timeout_s: float) -> bool:
+    """Whether the nameserver answers `name` with `address` within `timeout_s`."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            if await resolve(*nameserver, name, "A") == ("NOERROR", [address]):
+                return True
+        except (TimeoutError, OSError, dns.exception.DNSException):
+            pass
+        await asyncio.sleep(0.2)
+    return False
+
+
+async def seed_demo(
+    client: Client,
+    image_id: str,
+    outside_namespace: str,
+    host: str,
+    nameserver: tuple[str, int] | None = None,
+) -> str:
     """The public network, a tenant network and router, the test guest booted on it with a
-    floating IP and TCP 80 open: returns the command that fetches its page from outside."""
+    floating IP and TCP 80 open: returns the command that fetches its page from outside. With the
+    cloud's `nameserver`, the networks get the demo's zones as `dns_domain`s and the command
+    names the VM (once the name answers; the address otherwise)."""
     url = f"{client.endpoint('network')}/v2.0"
     public = await _one(client, "networks", "network", "public", {"router:external": True})
     await _one(client, "subnets", "subnet", "public-subnet",
                {"network_id": public["id"], "cidr": DEMO_EXTERNAL_CIDR, "enable_dhcp": False})  # fmt: skip
     tenant = await _one(client, "networks", "network", "demo-net", {})
+    if nameserver is not None:
+        await _zone(client, DEMO_ZONE)
+        await _zone(client, PUBLIC_ZONE)
+        # The external domain first: a tenant domain that changes moves the floating IP's name
+        # too, into the external network's domain, so a demo made before it had names gets both.
+        await _dns_domain(client, public, PUBLIC_ZONE)
+        await _dns_domain(client, tenant, DEMO_ZONE)
     subnet = await _one(client, "subnets", "subnet", "demo-subnet",
                         {"network_id": tenant["id"], "cidr": DEMO_TENANT_CIDR})  # fmt: skip
     router = await _one(client, "routers", "router", "demo-router", {})
@@ -149,7 +199,7 @@ async def seed_demo(client: Client, image_id: str, outside_namespace: str, host:
         server_id = server.id
     await client.compute.wait(server_id, "ACTIVE", timeout_s=300)
     _, _, ports = await client.request("GET", f"{url}/ports?device_id={server_id}")
-    port_id = ports["ports"][0]["id"]
+    port_id, dns_name = ports["ports"][0]["id"], ports["ports"][0].get("dns_name")
     _, _, fips = await client.request("GET", f"{url}/floatingips?port_id={port_id}")
     if fips["floatingips"]:
         address = fips["floatingips"][0]["floating_ip_address"]
@@ -158,7 +208,13 @@ async def seed_demo(client: Client, image_id: str, outside_namespace: str, host:
         _, _, made = await client.request("POST", f"{url}/floatingips", body, expect=(201,))
         address = made["floatingip"]["floating_ip_address"]
     await seed_demo_volume(client, server_id)
-    return f"ip netns exec {outside_namespace} curl http://{address}/"
+    by_address = f"ip netns exec {outside_namespace} curl http://{address}/"
+    if nameserver is None or not dns_name:
+        return by_address
+    name = f"{dns_name}.{PUBLIC_ZONE}"
+    if not await _answers(nameserver, name, address, DEMO_NAME_TIMEOUT_S):
+        return f"{by_address} ({name} does not answer yet)"
+    return f"ip netns exec {outside_namespace} curl http://{name.rstrip('.')}/ (or http://{address}/)"
 
 
 async def seed_demo_volume(client: Client, server_id: str) -> None:

@@ -195,8 +195,11 @@ class Network(FloatingIps):
             )  # fmt: skip
             row = await sql.get_network(tx, msg.network_id)
             moved = await dns_bindings.floating_ips_on(tx, renamed) if renamed else []
+            if zone is not None and zone != view.dns_domain:
+                moved += await dns_bindings.floating_ips_of(tx, msg.network_id)
         assert row is not None
-        # Every name in the old domain moves to the new one, with the floating IPs named after them.
+        # Every name in the old domain moves to the new one, with the floating IPs named after
+        # them, and (an external network's domain) the floating IPs of its addresses.
         await dns_bindings.announce(self.bus, ctx, renamed, moved)
         return sql.network_view(row)
 

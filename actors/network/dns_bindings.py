@@ -80,6 +80,13 @@ async def floating_ips_on(conn: Connection, port_ids: list[str]) -> list[str]:
     return [r["id"] for r in rows]
 
 
+async def floating_ips_of(conn: Connection, network_id: str) -> list[str]:
+    """The floating IPs of an external network: without names of their own, theirs are in its
+    domain."""
+    rows = await conn.fetch("SELECT id FROM network.floating_ips WHERE floating_network_id = $1", network_id)
+    return [r["id"] for r in rows]
+
+
 async def named_ports_in(conn: Connection, network_id: str) -> list[str]:
     """The ports of the network whose names are in its domain (a name, no domain of their own)."""
     rows = await conn.fetch(

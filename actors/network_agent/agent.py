@@ -5,6 +5,9 @@ anyway, it fetches its host's whole desired state and converges (`converge.conve
 restart rebuilds what is missing and removes what no longer belongs, and a lost event only
 delays a change until the next resync. Events that arrive while a convergence runs collapse into
 one more run. Its reports tell the scheduler the host can take servers with NICs.
+
+Given the cloud's nameserver, it also relays DNS from the outside namespace to it
+(`dns_relay.py`), so that `ip netns exec <outside> curl http://<name>/` resolves.
 """
 
 import asyncio
@@ -14,7 +17,9 @@ import uuid
 from collections.abc import Awaitable
 from pathlib import Path
 
+from actors.network_agent import outside
 from actors.network_agent.converge import converge
+from actors.network_agent.dns_relay import DnsRelay
 from fabric.actor import Actor, subscribes
 from fabric.bus import Bus
 from fabric.service import service_context
@@ -39,11 +44,21 @@ class NetworkAgent(Actor):
     service = "network-agent"
 
     def __init__(
-        self, bus: Bus, *, host: str, state_dir: Path, report_interval_s: float = 10.0, resync_s: float = 30.0
+        self,
+        bus: Bus,
+        *,
+        host: str,
+        state_dir: Path,
+        report_interval_s: float = 10.0,
+        resync_s: float = 30.0,
+        nameserver: tuple[str, int] | None = None,
     ) -> None:
+        """`nameserver`: the cloud's PowerDNS (address, port), to relay to from the outside
+        namespace; None when the cloud runs none."""
         super().__init__(bus, queue=network_agent_queue(host))
         self.host, self.state_dir = host, state_dir
         self.report_interval_s, self.resync_s = report_interval_s, resync_s
+        self.relay = DnsRelay(nameserver) if nameserver is not None else None
         #: The generation of the last state applied; -1: none yet.
         self.applied = -1
         self._wanted = asyncio.Event()
@@ -51,6 +66,12 @@ class NetworkAgent(Actor):
     async def background(self) -> list[Awaitable[None]]:
         self._wanted.set()  # converge at once on start
         return [self._converge_forever(), self._report_forever()]
+
+    async def teardown(self) -> None:
+        # The plumbing stays for the next agent to adopt; the relay cannot (its sockets are this
+        # process's), so a resolv.conf pointing at it must not stay either.
+        if self.relay is not None:
+            await self.relay.close()
 
     @subscribes(NetworkingChanged)
     async def on_changed(self, event: NetworkingChanged, ctx: Context) -> None:
@@ -75,12 +96,29 @@ class NetworkAgent(Actor):
         ctx = service_context(f"req-{uuid.uuid4()}")
         state: HostNetworking = await self.bus.call(NETWORK, GetHostNetworking(host=self.host), ctx)
         report = await converge(state, state_dir=self.state_dir)
+        if self.relay is not None:
+            await self._relay_names(self.relay, state)
         if report.errors:
             raise RuntimeError(
                 f"{len(report.errors)} object(s) not plumbed: {'; '.join(report.errors)[:500]}"
             )
         self.applied = state.generation
         return state
+
+    async def _relay_names(self, relay: DnsRelay, state: HostNetworking) -> None:
+        """Relay DNS from the outside namespace while there is one. A relay that cannot start
+        (port 53 taken there) is logged and tried again at the next converge: names are a
+        convenience for people in that namespace, and must not keep the host from plumbing."""
+        namespace = state.outside_namespace if outside.needs_outside(state) else None
+        try:
+            actions = await relay.ensure(namespace)
+        except OSError as exc:
+            log.warning(
+                "dns relay failed", extra={"host": self.host, "namespace": namespace, "error": str(exc)}
+            )
+            return
+        for action in actions:
+            log.info("network plumbing: %s", action, extra={"host": self.host})
 
     async def _report_forever(self) -> None:
         while True:

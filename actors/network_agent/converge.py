@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from actors.network_agent import dhcp, links, outside, routers, security
+from actors.network_agent import dhcp, dns_relay, links, outside, routers, security
 from actors.network_agent.commands import PlumbingFailed, run
 from actors.network_agent.names import (
     BRIDGE_PREFIX,
@@ -106,6 +106,10 @@ async def _remove_namespace(namespace: str, state_dir: Path) -> list[str]:
     return actions + await links.remove_namespace(namespace)
 
 
+async def _remove_resolv_conf(namespace: str) -> list[str]:
+    return dns_relay.remove_resolv_conf(namespace)
+
+
 def _dhcp_dirs(state_dir: Path) -> list[Path]:
     parent = state_dir / "dhcp"
     return sorted(parent.iterdir()) if parent.is_dir() else []
@@ -117,6 +121,9 @@ async def _remove_stale(run_: _Run, state: HostNetworking, state_dir: Path) -> l
     for namespace in sorted(await links.namespaces()):
         if namespace not in wanted and is_fabric_namespace(namespace, state.outside_namespace):
             await run_.step(f"removing namespace {namespace}", _remove_namespace, namespace, state_dir)
+    if not outside.needs_outside(state):
+        # The agent's DNS relay made it (dns_relay.py); with no outside namespace, it is stale.
+        await run_.step("outside resolv.conf", _remove_resolv_conf, state.outside_namespace)
     for directory in _dhcp_dirs(state_dir):
         if dhcp_namespace(directory.name) not in wanted:
             await run_.step(f"stopping DHCP in {directory}", dhcp.stop, directory, None)

@@ -235,6 +235,9 @@ async def test_every_change_of_a_name_is_announced(neutron: Neutron, heard: Hear
     await neutron.call("PUT", f"/floatingips/{fip['id']}", {"floatingip": {"port_id": port["id"]}})
     await heard.fip(fip["id"])  # associated
     heard.clear()
+    await neutron.call("PUT", f"/networks/{ext['id']}", {"network": {"dns_domain": domain()}})
+    await heard.fip(fip["id"])  # its external network's domain names it
+    heard.clear()
     assert (await neutron.call("DELETE", f"/ports/{port['id']}"))[0] == 204
     await heard.port(port["id"])
     await heard.fip(fip["id"])  # left associated with nothing

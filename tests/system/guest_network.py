@@ -4,6 +4,7 @@ namespace. Skips (saying why) where libvirt or network namespaces cannot be used
 """
 
 import asyncio
+import shutil
 import subprocess
 import sys
 import time
@@ -148,6 +149,24 @@ async def fetch_from_outside(address: str, path: str = "/", timeout_s: float = 3
     )  # fmt: skip
     out, _ = await proc.communicate()
     return out.decode(errors="replace") if proc.returncode == 0 else None
+
+
+async def dig_from_outside(*question: str, until: str, timeout_s: float = 10.0) -> str:
+    """What `dig +short QUESTION` answers in the outside namespace, whose resolver is the network
+    agent's relay to the cloud's PowerDNS; asked again until it is `until` or `timeout_s` passed
+    (names follow events)."""
+    assert shutil.which("dig"), "dig is not installed (scripts/setup.sh installs bind9-dnsutils)"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        proc = await asyncio.create_subprocess_exec(
+            "ip", "netns", "exec", OUTSIDE, "dig", "+short", "+tries=1", "+time=1", *question,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+        got = out.decode(errors="replace").strip()
+        if got == until or time.monotonic() > deadline:
+            return got
+        await asyncio.sleep(0.2)
 
 
 async def probe(via: str, target: str) -> str:
