@@ -130,6 +130,10 @@ def parser() -> argparse.ArgumentParser:
         help="then dnsperf against a zone of this many (default 0: no)",
     )
     dns.add_argument("--query-seconds", type=_positive(int), default=10, help="dnsperf's run (default 10)")
+    dns.add_argument(
+        "--layout", choices=("up", "split"), default="up",
+        help="one `fabric up`, or PowerDNS, the DNS service and the gateway in processes of their own",
+    )  # fmt: skip
     dns.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     dns.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
 

@@ -41,8 +41,11 @@ async def run(args: Any, settings: Settings) -> dict[str, Any]:
         "FABRIC_NETWORK_AGENT": "false",
         "FABRIC_VOLUME_AGENT": "false",
     }
-    async with own_fabric(settings, hash_cost="minimal", extra_env=extra) as creds:
-        return await _measure(args, creds, port)
+    # `split`: PowerDNS, the DNS service and the gateway each in a process of their own (the
+    # deployment layout: the gateway and the service no longer share one event loop).
+    split = ("identity", "powerdns", "dns") if args.layout == "split" else ()
+    async with own_fabric(settings, hash_cost="minimal", extra_env=extra, split=split) as creds:
+        return await _measure(args, creds, port) | {"layout": args.layout}
 
 
 async def _measure(args: Any, creds: Credentials, port: int) -> dict[str, Any]:

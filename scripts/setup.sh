@@ -141,6 +141,13 @@ ensure_dns() {
     fi
 }
 
+# The dashboard's browser tests drive Debian's chromium through Playwright (whose own browser
+# downloads are not used: `playwright install` needs the network at test time).
+ensure_browser() {
+    command -v chromium >/dev/null && return
+    apt_install chromium
+}
+
 ensure_venv() {
     local python=${PYTHON:-python3}
     if ! "$python" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
@@ -169,5 +176,6 @@ ensure_database_role
 ensure_libvirt
 ensure_networking
 ensure_dns
+ensure_browser
 ensure_venv
 log "ready"

@@ -18,6 +18,7 @@ from fabric import metrics
 from fabric.blobs import FilesystemStore
 from fabric.bus import Bus
 from fabric.config import Settings
+from fabric.dashboard import app as dashboard
 from fabric.gateway import (
     compute,
     compute_project,
@@ -164,6 +165,8 @@ def build_app(bus: Bus, auth: Auth, settings: Settings) -> web.Application:
     volume_snapshots.add_routes(app)
     volume_project.add_routes(app)
     dns.add_routes(app)
+    # The web dashboard: a client of the routes above, served from the same port.
+    app.add_subapp("/dashboard", dashboard.build(bus, settings))
     return app
 
 

@@ -1,0 +1,112 @@
+"""What every page handler starts from: typed keys, the viewer's session and cloud, rendering
+and redirects.
+
+Redirects are answered, never raised: the gateway's outer middleware turns raised HTTP
+exceptions into OpenStack-shaped JSON errors, which is right for the APIs and wrong for a page.
+"""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import aiohttp_jinja2
+from aiohttp import web
+
+from fabric.dashboard.api import ApiError, Cloud, Identity
+from fabric.dashboard.sessions import COOKIE, Session, SessionStore
+
+PREFIX = "/dashboard"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    #: Where the dashboard reaches the gateway's APIs when the cloud has no public URL: the
+    #: address the serving gateway listens on (learnt from the first request's socket).
+    public_url: str
+
+
+SESSIONS = web.AppKey("dashboard.sessions", SessionStore)
+HTTP = web.AppKey("dashboard.http", aiohttp.ClientSession)
+CONFIG = web.AppKey("dashboard.config", Config)
+SESSION = web.RequestKey("dashboard.session", object)
+
+
+def session_of(request: web.Request) -> Session | None:
+    found = request.get(SESSION)
+    return found if isinstance(found, Session) else None
+
+
+def signed_in(request: web.Request) -> Session:
+    """The signed-in session (the middleware lets no other reach a page that is not public)."""
+    session = session_of(request)
+    assert session is not None and session.token is not None
+    return session
+
+
+def gateway_url(request: web.Request) -> str:
+    configured = request.app[CONFIG].public_url
+    if configured:
+        return configured
+    sock = request.transport.get_extra_info("sockname") if request.transport else None
+    if isinstance(sock, tuple) and len(sock) >= 2:
+        host = "127.0.0.1" if sock[0] in ("0.0.0.0", "::") else sock[0]
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{sock[1]}"
+    return f"{request.scheme}://{request.host}"
+
+
+def identity_of(request: web.Request) -> Identity:
+    return Identity(request.app[HTTP], f"{gateway_url(request)}/identity/v3")
+
+
+def cloud_of(request: web.Request) -> Cloud:
+    session = signed_in(request)
+    assert session.token is not None
+    return Cloud(request.app[HTTP], session.token)
+
+
+def render(
+    request: web.Request, template: str, context: dict[str, Any], *, status: int = 200
+) -> web.Response:
+    """`template` with `context` and what every page shows: who, which project, the switcher,
+    the CSRF token for its forms, the messages left by the previous request."""
+    session = session_of(request)
+    token = session.token if session else None
+    common = {
+        "base": PREFIX,
+        "session": session,
+        "token": token,
+        "csrf": session.csrf if session else "",
+        "flashes": session.take_flashes() if session else [],
+        "is_admin": bool(token and token.is_admin),
+        "can_write": bool(token and not token.is_reader),
+        "path": request.path,
+    }
+    response = aiohttp_jinja2.render_template(template, request, common | context, status=status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def redirect(path: str) -> web.Response:
+    """303 See Other to a dashboard path: after a POST, the browser GETs the next page."""
+    return web.Response(status=303, headers={"Location": f"{PREFIX}{path}"})
+
+
+def set_cookie(request: web.Request, response: web.StreamResponse, session: Session) -> None:
+    response.set_cookie(
+        COOKIE, session.id, path=PREFIX, httponly=True, samesite="Strict", secure=request.secure
+    )
+
+
+def error_page(request: web.Request, exc: ApiError) -> web.Response:
+    """A refused call: a 4xx in the API's words; a 5xx with its request id, which is what an
+    operator needs to find it in the logs."""
+    return render(request, "error.html", {"error": exc}, status=exc.status if exc.status >= 400 else 502)
+
+
+def form_str(form: Any, name: str, limit: int = 4096) -> str:
+    value = form.get(name, "")
+    return value.strip()[:limit] if isinstance(value, str) else ""

@@ -1,0 +1,1 @@
+"""One module per page family; each adds its routes to the dashboard app."""
