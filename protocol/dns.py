@@ -259,6 +259,32 @@ class SetDnsQuotas:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FloatingIpPtr:
+    """A floating IP of the caller's project and the PTR record its address has (Designate's
+    `/v2/reverse/floatingips`); `ptrdname` None: none (its port or it has no name)."""
+
+    floatingip_id: str
+    address: str
+    ptrdname: str | None
+    ttl: int | None
+    status: str
+    action: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FloatingIpPtrList:
+    items: tuple[FloatingIpPtr, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListFloatingIpPtrs:
+    """Reply: FloatingIpPtrList, of the caller's project's floating IPs (as the network service
+    shows them to the caller); with `floatingip_id`, that one only, NotFound if not shown."""
+
+    floatingip_id: Id | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReconcileNames:
     """Cast by the DNS service to itself, or by an operator: make the records of these ports
     and floating IPs (all of them when both are None) agree with what the network service says
@@ -286,5 +312,8 @@ MESSAGES = (
     DnsQuotas,
     GetDnsQuotas,
     SetDnsQuotas,
+    FloatingIpPtr,
+    FloatingIpPtrList,
+    ListFloatingIpPtrs,
     ReconcileNames,
 )

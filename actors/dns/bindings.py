@@ -28,10 +28,12 @@ from actors.dns.recordsets import Recordsets
 from fabric.actor import handles, subscribes
 from fabric.service import require_admin, service_context
 from fabric.store import Connection
-from protocol.dns import ReconcileNames
+from protocol.dns import FloatingIpPtr, FloatingIpPtrList, ListFloatingIpPtrs, ReconcileNames
 from protocol.envelope import Context
+from protocol.errors import NotFound
 from protocol.network import QUEUE as NETWORK
 from protocol.network import DnsBindings, DnsNamesChanged, ListDnsBindings
+from protocol.network_l3 import FloatingIpList, ListFloatingIps
 from protocol.system import Done
 
 log = logging.getLogger("fabric.dns")
@@ -87,6 +89,33 @@ class Bindings(Recordsets):
         require_admin(ctx, "reconcile_names")
         await self.reconcile(msg.port_ids, msg.floatingip_ids)
         return Done()
+
+    @handles(ListFloatingIpPtrs)
+    async def list_floatingip_ptrs(self, msg: ListFloatingIpPtrs, ctx: Context) -> FloatingIpPtrList:
+        """The network service decides which floating IPs the caller sees (asked with the
+        caller's own context); this service adds what their addresses' PTRs say."""
+        ids = (msg.floatingip_id,) if msg.floatingip_id is not None else None
+        shown: FloatingIpList = await self.bus.call(
+            NETWORK, ListFloatingIps(project_id=ctx.project_id, ids=ids), ctx
+        )
+        if msg.floatingip_id is not None and not shown.items:
+            raise NotFound("floatingip", msg.floatingip_id)
+        async with self.store.connection() as conn:
+            rows = {row["floatingip_id"]: row for row in await sql.ptrs(conn, [f.id for f in shown.items])}
+        items = []
+        for fip in shown.items:
+            row = rows.get(fip.id)
+            items.append(
+                FloatingIpPtr(
+                    floatingip_id=fip.id,
+                    address=fip.floating_ip_address,
+                    ptrdname=row["records"][0] if row else None,
+                    ttl=row["ttl"] if row else None,
+                    status=row["status"] if row else "ACTIVE",
+                    action=row["action"] if row else "NONE",
+                )
+            )
+        return FloatingIpPtrList(items=tuple(items))
 
     async def reconcile_forever(self) -> None:
         """Everything, as soon as the network service answers and then every RECONCILE_S: an

@@ -247,6 +247,16 @@ async def kept_for_names(conn: Connection, keys: Sequence[str] | None) -> list[a
     return await conn.fetch(f"{source} WHERE r.managed_by = ANY($1::text[])", keys)
 
 
+async def ptrs(conn: Connection, floatingip_ids: Sequence[str]) -> list[asyncpg.Record]:
+    """The PTR recordsets kept for these floating IPs (`ptr:<id>`)."""
+    return await conn.fetch(
+        "SELECT substr(r.managed_by, 5) AS floatingip_id, r.records, COALESCE(r.ttl, z.ttl) AS ttl,"
+        " r.status, r.action FROM dns.recordsets r JOIN dns.zones z ON z.id = r.zone_id"
+        " WHERE r.managed_by = ANY($1::text[])",
+        [f"ptr:{f}" for f in floatingip_ids],
+    )
+
+
 # --- becoming ACTIVE ---------------------------------------------------------------------------
 
 

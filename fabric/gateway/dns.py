@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from aiohttp import web
 
-from fabric.gateway import dns_recordsets
+from fabric.gateway import dns_recordsets, dns_reverse
 from fabric.gateway.context import BUS
 from fabric.gateway.dns_request import (
     caller,
@@ -74,6 +74,7 @@ def add_routes(app: web.Application) -> None:
     r.add_patch(f"{V2}/quotas/{{project_id}}", set_quotas)
     r.add_delete(f"{V2}/quotas/{{project_id}}", reset_quotas)
     dns_recordsets.add_routes(app)
+    dns_reverse.add_routes(app)
 
 
 async def versions(request: web.Request) -> web.Response:

@@ -8,11 +8,12 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
 
+from fabric.client import Client
 from fabric.config import Settings
 from fabric.powerdns import resolve, why_no_powerdns
 from tests.compat.test_openstack_cli import OPENSTACK, Cli, read_openrc
@@ -77,7 +78,7 @@ async def cloud(settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
                 await asyncio.sleep(0.1)
             user_env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
             user_env.update(read_openrc(openrc))
-            made = DnsCloud(Cli(user_env), own, why_no_powerdns(own))
+            made = DnsCloud(Cli(user_env), replace(own, gateway_port=port), why_no_powerdns(own))
             # The DNS service puts itself in the catalog as it starts, maybe after the gateway.
             await made.eventually(("catalog", "list"), lambda c: any(e["Type"] == "dns" for e in c), 60)
             yield made
@@ -195,3 +196,36 @@ async def test_names_not_found_and_duplicates_fail_as_designate_fails_them(cloud
     )
     assert code != 0 and err, err
     await cli.run("zone", "delete", zone)
+
+
+async def test_ptr_record_list_and_show(cloud: DnsCloud) -> None:
+    """The network made over HTTP (quicker than the CLI), the PTR read with the CLI."""
+    if cloud.no_nameserver:
+        pytest.skip(cloud.no_nameserver)
+    public = f"pub-{uuid.uuid4().hex[:6]}.example.org."
+    async with Client.for_admin(cloud.settings) as client:
+        net = f"{client.endpoint('network')}/v2.0"
+
+        async def make(kind: str, **fields: Any) -> dict[str, Any]:
+            _, _, body = await client.request("POST", f"{net}/{kind}s", {kind: fields}, expect=(201,))
+            return dict(body[kind])
+
+        await client.dns.create_zone(public, email="dns@example.org")
+        ext = await make("network", name="ptr-ext", dns_domain=public, **{"router:external": True})
+        await make("subnet", network_id=ext["id"], cidr="198.51.104.0/24", enable_dhcp=False)
+        lan = await make("network", name="ptr-lan")
+        sub = await make("subnet", network_id=lan["id"], cidr="10.158.0.0/24")
+        router = await make("router", name="ptr-router", external_gateway_info={"network_id": ext["id"]})
+        await client.request(
+            "PUT", f"{net}/routers/{router['id']}/add_router_interface", {"subnet_id": sub["id"]}
+        )
+        port = await make("port", network_id=lan["id"], dns_name="mail")
+        fip = await make("floatingip", floating_network_id=ext["id"], port_id=port["id"])
+    key = f"{cloud.settings.region}:{fip['id']}"
+    listed = await cloud.eventually(
+        ("ptr", "record", "list"), lambda rows: any(r["id"] == key and r["ptrdname"] for r in rows)
+    )
+    (row,) = [r for r in listed if r["id"] == key]
+    assert row["ptrdname"] == f"mail.{public}", row
+    shown = await cloud.cli.json("ptr", "record", "show", key)
+    assert shown["ptrdname"] == f"mail.{public}" and shown["address"] == fip["floating_ip_address"]

@@ -20,6 +20,7 @@ from protocol.dns import QUEUE, CreateZone, DeleteZone, ReconcileNames, ZoneView
 from protocol.envelope import Context
 from tests.integration.test_network import Neutron, external_network
 from tests.integration.test_servers import Api, api  # noqa: F401 - the fixture
+from tests.support import api_call
 
 pytestmark = [pytest.mark.postgres, pytest.mark.amqp]
 
@@ -81,6 +82,17 @@ async def test_a_server_and_its_floating_ip_get_names_that_go_with_them(
     await until_answer(cloud, f"web-1.{public}", "A", ("NOERROR", [address]))
     await until_answer(cloud, reverse, "PTR", ("NOERROR", [f"web-1.{public}"]))
     assert await answer(cloud, f"web-1.{domain}", "A") == ("NOERROR", [fixed])  # the fixed name stays
+    # Designate's view of it (`openstack ptr record list`).
+    status, listed, _ = await api_call("GET", f"{cloud.url}/dns/v2/reverse/floatingips", admin.token.id)
+    key = f"{cloud.settings.region}:{fip['id']}"
+    assert status == 200 and {
+        "id": key, "address": address, "ptrdname": f"web-1.{public}"
+    }.items() <= next(f for f in listed["floatingips"] if f["id"] == key).items(), listed  # fmt: skip
+    status, shown, _ = await api_call("GET", f"{cloud.url}/dns/v2/reverse/floatingips/{key}", admin.token.id)
+    assert status == 200 and shown["ptrdname"] == f"web-1.{public}"
+    missing = f"{cloud.settings.region}:{uuid.uuid4()}"
+    status, _, _ = await api_call("GET", f"{cloud.url}/dns/v2/reverse/floatingips/{missing}", admin.token.id)
+    assert status == 404
 
     # A record lost behind the service's back comes back when it reconciles.
     db = await asyncpg.connect(cloud.settings.database_url)
