@@ -4,11 +4,10 @@ answered by the cloud's nameserver once the API says ACTIVE."""
 
 import asyncio
 import importlib.util
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -16,8 +15,7 @@ import pytest
 from fabric.client import Client
 from fabric.config import Settings
 from fabric.powerdns import resolve, why_no_powerdns
-from tests.compat.test_openstack_cli import OPENSTACK, Cli, read_openrc
-from tests.support import FABRIC, Processes, can_manage_rabbitmq, fabric_env, free_port, isolated, wait_http
+from tests.compat.test_openstack_cli import Cli, fabric_up, why_no_cli
 
 pytestmark = [pytest.mark.compat, pytest.mark.postgres, pytest.mark.amqp]
 #: How long a change may take to be served (PENDING to ACTIVE).
@@ -50,40 +48,15 @@ class DnsCloud:
 
 @pytest.fixture(scope="module")
 async def cloud(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DnsCloud]:
-    why = can_manage_rabbitmq()
-    if why:
+    if why := why_no_cli():
         pytest.skip(why)
-    if not OPENSTACK.exists():
-        pytest.skip("python-openstackclient is not installed in this venv (pip install -e '.[test]')")
     if importlib.util.find_spec("designateclient") is None:
         pytest.skip("python-designateclient is not installed in this venv (pip install -e '.[test]')")
-    tmp = tmp_path_factory.mktemp("compat-dns")
-    async with isolated(settings, "compat-dns", tmp / "state") as own:
-        port = free_port()
-        processes = Processes(tmp)
-        openrc = tmp / "admin-openrc"
-        env = fabric_env(
-            own,
-            FABRIC_GATEWAY_PORT=str(port),
-            FABRIC_PUBLIC_URL="",
-            FABRIC_COMPUTE_HOST="compat-dns-host",
-            FABRIC_TEST_GUEST_DIR=str(tmp / "no-test-guest"),
-        )
-        try:
-            processes.start("fabric-up", [str(FABRIC), "up", "--openrc", str(openrc)], env)
-            await wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s=60)
-            for _ in range(100):
-                if openrc.exists():
-                    break
-                await asyncio.sleep(0.1)
-            user_env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-            user_env.update(read_openrc(openrc))
-            made = DnsCloud(Cli(user_env), replace(own, gateway_port=port), why_no_powerdns(own))
-            # The DNS service puts itself in the catalog as it starts, maybe after the gateway.
-            await made.eventually(("catalog", "list"), lambda c: any(e["Type"] == "dns" for e in c), 60)
-            yield made
-        finally:
-            processes.stop_all()
+    async with fabric_up(settings, tmp_path_factory.mktemp("compat-dns"), "compat-dns") as (own, user_env):
+        made = DnsCloud(Cli(user_env), own, why_no_powerdns(own))
+        # The DNS service puts itself in the catalog as it starts, maybe after the gateway.
+        await made.eventually(("catalog", "list"), lambda c: any(e["Type"] == "dns" for e in c), 60)
+        yield made
 
 
 def fresh_zone() -> str:

@@ -8,6 +8,8 @@ import shlex
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -62,15 +64,14 @@ class Cli:
         return json.loads(out)
 
 
-@pytest.fixture(scope="module")
-async def cli(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cli]:
-    why = can_manage_rabbitmq()
-    if why:
-        pytest.skip(why)
-    if not OPENSTACK.exists():
-        pytest.skip("python-openstackclient is not installed in this venv (pip install -e '.[test]')")
-    tmp = tmp_path_factory.mktemp("compat")
-    async with isolated(settings, "compat", tmp / "state") as own:
+@asynccontextmanager
+async def fabric_up(
+    settings: Settings, tmp: Path, name: str
+) -> AsyncIterator[tuple[Settings, dict[str, str]]]:
+    """`fabric up` as a user starts it, on a database and vhost of its own (named `name`): the
+    settings it runs with (its gateway's port) and the environment of a user who sourced the
+    openrc it wrote. Stopped by PID afterwards, whatever happened."""
+    async with isolated(settings, name, tmp / "state") as own:
         port = free_port()
         processes = Processes(tmp)
         openrc = tmp / "admin-openrc"
@@ -78,7 +79,7 @@ async def cli(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> A
             own,
             FABRIC_GATEWAY_PORT=str(port),
             FABRIC_PUBLIC_URL="",
-            FABRIC_COMPUTE_HOST="compat-host",
+            FABRIC_COMPUTE_HOST=f"{name}-host",
             FABRIC_TEST_GUEST_DIR=str(tmp / "no-test-guest"),
         )
         try:
@@ -90,9 +91,25 @@ async def cli(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> A
                 await asyncio.sleep(0.1)
             user_env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
             user_env.update(read_openrc(openrc))
-            yield Cli(user_env)
+            yield replace(own, gateway_port=port), user_env
         finally:
             processes.stop_all()
+
+
+def why_no_cli() -> str | None:
+    if why := can_manage_rabbitmq():
+        return why
+    if not OPENSTACK.exists():
+        return "python-openstackclient is not installed in this venv (pip install -e '.[test]')"
+    return None
+
+
+@pytest.fixture(scope="module")
+async def cli(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cli]:
+    if why := why_no_cli():
+        pytest.skip(why)
+    async with fabric_up(settings, tmp_path_factory.mktemp("compat"), "compat") as (_, user_env):
+        yield Cli(user_env)
 
 
 async def test_token_issue(cli: Cli) -> None:
