@@ -321,6 +321,27 @@ class ScheduleServer:
     server_id: ServerId
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerStatusChanged:
+    """Event (topic `compute.ServerStatusChanged`) after every committed change of a server's
+    status or task state: accepted, placed, spawning again elsewhere, ACTIVE, ERROR, each power
+    task and its end, deleting, DELETED. What a dashboard shows live without asking the API.
+
+    Published after the commit and before the saga's next step is sent, so one server's events
+    arrive in the order of its changes; one that could not be sent is lost (readers keep a slow
+    poll of the API as a safety net), never announced before it is true."""
+
+    server_id: str
+    project_id: str
+    name: str
+    #: Nova's API status (BUILD, ACTIVE, SHUTOFF, REBOOT, HARD_REBOOT, ERROR, DELETED).
+    status: str
+    #: Nova's task_state (scheduling, spawning, powering-off, deleting...) or None.
+    task_state: str | None
+    #: The host it is on or placed on; internal (Nova shows it to admins only).
+    host: str | None = None
+
+
 # --- keypairs ----------------------------------------------------------------------------------
 
 KeyName = Annotated[str, MinLen(1), MaxLen(255), Pattern(r"[A-Za-z0-9_. @-]+")]
@@ -523,6 +544,7 @@ MESSAGES = (
     SetServerPower,
     GetServerConsole,
     ScheduleServer,
+    ServerStatusChanged,
     KeypairView,
     KeypairList,
     CreateKeypair,

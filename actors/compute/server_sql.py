@@ -21,6 +21,10 @@ COLUMNS = """id, name, description, project_id, user_id, vm_state, task_state, p
     spawn->'ramdisk'->>'image_id' AS ramdisk_id, extract(epoch FROM created_at) AS created,
     extract(epoch FROM updated_at) AS updated, extract(epoch FROM launched_at) AS launched, volumes"""
 
+#: What a step returns of the server it moved: enough to announce the move
+#: (`protocol.compute.ServerStatusChanged`) without reading the row again.
+MOVED = "id, project_id, name, vm_state, task_state, host"
+
 
 #: Live servers and, as vm_state `deleted` with their deletion as `updated_at`, the deleted ones
 #: still kept: what `changes-since` and the DELETED status filter read.
@@ -159,36 +163,39 @@ async def placed(tx: Connection, server_id: str, where: Placed) -> asyncpg.Recor
     )  # fmt: skip
 
 
-async def spawned(tx: Connection, server_id: str, host: str) -> bool:
-    done: str = await tx.execute(
-        """UPDATE compute.servers SET vm_state = 'active', task_state = NULL, power_state = 1,
+async def spawned(tx: Connection, server_id: str, host: str) -> asyncpg.Record | None:
+    """Spawning → active; None when it was not spawning on `host`."""
+    return await tx.fetchrow(
+        f"""UPDATE compute.servers SET vm_state = 'active', task_state = NULL, power_state = 1,
                 launched_at = now(), updated_at = now(), step_at = now()
-            WHERE id = $1 AND host = $2 AND task_state = 'spawning'""",
+            WHERE id = $1 AND host = $2 AND task_state = 'spawning' RETURNING {MOVED}""",
         server_id, host,
     )  # fmt: skip
-    return done.endswith(" 1")
 
 
 async def spawn_failed(tx: Connection, server_id: str, host: str, max_attempts: int) -> asyncpg.Record | None:
     """Spawning on `host` → back to scheduling with `host` excluded, or (no attempts left)
     nowhere: the caller then fails the server. None when it was not spawning there."""
     return await tx.fetchrow(
-        """UPDATE compute.servers
+        f"""UPDATE compute.servers
               SET host = NULL, agent_queue = NULL, tried_hosts = tried_hosts || $2::text,
                   task_state = CASE WHEN cardinality(tried_hosts) + 1 < $3 THEN 'scheduling' END,
                   step_at = now(), updated_at = now()
             WHERE id = $1 AND host = $2 AND task_state = 'spawning'
-        RETURNING task_state, tried_hosts""",
+        RETURNING {MOVED}, tried_hosts""",
         server_id, host, max_attempts,
     )  # fmt: skip
 
 
-async def fail(tx: Connection, server_id: str, fault: ServerFault, *, tasks: tuple[str | None, ...]) -> bool:
-    """→ ERROR with `fault`, from any of `tasks` (None: from no task)."""
-    done: str = await tx.execute(
-        """UPDATE compute.servers SET vm_state = 'error', task_state = NULL, power_state = 0,
+async def fail(
+    tx: Connection, server_id: str, fault: ServerFault, *, tasks: tuple[str | None, ...]
+) -> asyncpg.Record | None:
+    """→ ERROR with `fault`, from any of `tasks` (None: from no task); None when in none of them."""
+    return await tx.fetchrow(
+        f"""UPDATE compute.servers SET vm_state = 'error', task_state = NULL, power_state = 0,
                 fault = $2::jsonb, updated_at = now(), step_at = now()
-            WHERE id = $1 AND (task_state = ANY($3::text[]) OR ($4 AND task_state IS NULL))""",
+            WHERE id = $1 AND (task_state = ANY($3::text[]) OR ($4 AND task_state IS NULL))
+            RETURNING {MOVED}""",
         server_id,
         orjson.dumps(
             {"code": fault.code, "message": fault.message, "details": fault.details, "created": fault.created}
@@ -196,7 +203,6 @@ async def fail(tx: Connection, server_id: str, fault: ServerFault, *, tasks: tup
         [t for t in tasks if t is not None],
         None in tasks,
     )
-    return done.endswith(" 1")
 
 
 async def start_task(
@@ -212,36 +218,37 @@ async def start_task(
 
 async def power_reported(
     tx: Connection, server_id: str, host: str, vm_state: str, power: int, *, boot_tasks: tuple[str, ...]
-) -> bool:
+) -> asyncpg.Record | None:
     """The host says what the guest's power is: end any power task and follow it. Servers still
-    booting or being deleted are left alone (their own saga decides)."""
-    done: str = await tx.execute(
-        """UPDATE compute.servers SET vm_state = $3, power_state = $4, task_state = NULL,
+    booting or being deleted are left alone (their own saga decides): None."""
+    return await tx.fetchrow(
+        f"""UPDATE compute.servers SET vm_state = $3, power_state = $4, task_state = NULL,
                 updated_at = now(), step_at = now()
             WHERE id = $1 AND host = $2
-              AND (task_state IS NULL OR NOT task_state = ANY($5::text[]))""",
+              AND (task_state IS NULL OR NOT task_state = ANY($5::text[]))
+            RETURNING {MOVED}""",
         server_id, host, vm_state, power, [*boot_tasks, "deleting"],
     )  # fmt: skip
-    return done.endswith(" 1")
 
 
 async def begin_delete(tx: Connection, server_id: str) -> asyncpg.Record | None:
     return await tx.fetchrow(
-        """UPDATE compute.servers SET task_state = 'deleting', step_at = now(), updated_at = now()
-            WHERE id = $1 RETURNING host, agent_queue""",
+        f"""UPDATE compute.servers SET task_state = 'deleting', step_at = now(), updated_at = now()
+            WHERE id = $1 RETURNING {MOVED}, agent_queue""",
         server_id,
     )
 
 
 async def remove(tx: Connection, server_id: str) -> asyncpg.Record | None:
     """Delete the row of a server being deleted, keeping it as deleted (`WITH_DELETED`); its
-    usage, for the quota."""
+    usage, for the quota, and what announces it gone."""
     return await tx.fetchrow(
         """WITH gone AS (DELETE FROM compute.servers WHERE id = $1 AND task_state = 'deleting'
                          RETURNING *),
                 kept AS (INSERT INTO compute.deleted_servers (id, project_id, row)
                          SELECT id, project_id, to_jsonb(gone) FROM gone ON CONFLICT (id) DO NOTHING)
-           SELECT project_id, vcpus, ram_mb FROM gone""",
+           SELECT id, project_id, name, 'deleted' AS vm_state, NULL::text AS task_state, host, vcpus, ram_mb
+             FROM gone""",
         server_id,
     )
 

@@ -5,13 +5,18 @@ answer with a conditional update (`server_sql`); the next step is a cast, persis
 broker, so a crash between steps loses nothing. A reaper drives again any step that has not
 moved for `saga_step_timeout_s`, and fails a build older than `build_timeout_s`: no server stays
 in BUILD for ever, and every allocation is released on delete and on failure.
+
+Every step that changes what the API shows as a server's status or task state returns the moved
+row (`server_sql.MOVED`), and the handler announces it (`_announce`: `ServerStatusChanged`) once
+the transaction has committed and before it sends the next step, so that nothing is announced
+that could still roll back and one server's events go out in the order of its changes.
 """
 
 import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import asyncpg
@@ -32,6 +37,7 @@ from protocol.compute import (
     ScheduleServer,
     ServerFault,
     ServerList,
+    ServerStatusChanged,
     ServerView,
     SetServerPower,
     hostname_of,
@@ -58,6 +64,8 @@ log = logging.getLogger("fabric.compute")
 
 #: How long a saga step waits for the scheduler before leaving the step to the reaper.
 PLACE_TIMEOUT_S = 30.0
+#: How long a status event may wait for the broker: after this it is stale (readers have polled).
+ANNOUNCE_TTL_S = 30.0
 REAP_BATCH = 200
 
 
@@ -67,6 +75,31 @@ def _fault(message: str, *, code: int = 500, details: str = "") -> ServerFault:
 
 class Servers(RootVolumes):
     """The server handlers of the compute service (mixed into `actor.Compute`)."""
+
+    # --- announcing ----------------------------------------------------------------------------
+
+    async def _announce(self, rows: Iterable[asyncpg.Record | None], ctx: Context) -> None:
+        """Publish the moved rows' new status, after commit. Best effort: the event only saves
+        watchers a poll, so a broker that cannot take it must not fail (and replay) a step that
+        is already done; the row stays the truth."""
+        for row in rows:
+            if row is None:
+                continue
+            event = ServerStatusChanged(
+                server_id=row["id"],
+                project_id=row["project_id"],
+                name=row["name"],
+                status=boot.status(row["vm_state"], row["task_state"]),
+                task_state=row["task_state"],
+                host=row["host"],
+            )
+            try:
+                await self.bus.publish(event, ctx, ttl_s=ANNOUNCE_TTL_S)
+            except FabricError as exc:
+                log.warning(
+                    "server status not announced",
+                    extra={"server_id": event.server_id, "status": event.status, "error": exc.message},
+                )
 
     # --- create --------------------------------------------------------------------------------
 
@@ -158,6 +191,7 @@ class Servers(RootVolumes):
             raise
         assert row is not None
         if created is not None:  # after commit: never announce a row that could still roll back
+            await self._announce([created], ctx)
             await self.bus.cast(self.queue, ScheduleServer(server_id=msg.server_id), ctx)
         return server_sql.view(self._visible(row, ctx, msg.server_id))
 
@@ -173,7 +207,10 @@ class Servers(RootVolumes):
             placed, updated = await self._place(row, ctx)
         except NoValidHost as exc:
             async with self.store.transaction() as tx:
-                await server_sql.fail(tx, row["id"], _fault(exc.message), tasks=(boot.Task.SCHEDULING,))
+                failed = await server_sql.fail(
+                    tx, row["id"], _fault(exc.message), tasks=(boot.Task.SCHEDULING,)
+                )
+            await self._announce([failed], ctx)
             return
         except (Timeout, Unavailable) as exc:
             log.warning(
@@ -184,6 +221,7 @@ class Servers(RootVolumes):
         if updated is None:  # deleted while we placed it: give the room back
             await self._release(row["id"], placed.host, ctx)
             return
+        await self._announce([updated], ctx)  # `_place` has committed it
         await self._send_spawn(updated, ctx)
 
     async def _place(self, row: asyncpg.Record, ctx: Context) -> tuple[Placed, asyncpg.Record | None]:
@@ -220,7 +258,7 @@ class Servers(RootVolumes):
             try:
                 disk = await self.root_disk(row, spawn["root_volume"], ctx)
             except RootVolumeFailed as exc:
-                await self._fail_build(row["id"], exc.message)
+                await self._fail_build(row["id"], exc.message, ctx)
                 return
             if disk is None:
                 return  # not ready: its status change (or the reaper) drives this step again
@@ -253,11 +291,12 @@ class Servers(RootVolumes):
         for row in rows:
             await self._send_spawn(row, ctx)
 
-    async def _fail_build(self, server_id: str, message: str) -> None:
+    async def _fail_build(self, server_id: str, message: str, ctx: Context) -> None:
         """A build that cannot go on (its root volume failed): ERROR, and its host's room back."""
         async with self.store.transaction() as tx:
             failed = await server_sql.fail(tx, server_id, _fault(message), tasks=(boot.Task.SPAWNING,))
-        if failed:
+        if failed is not None:
+            await self._announce([failed], ctx)
             await self._release(server_id, None, service_context())
 
     async def _release(self, server_id: str, host: str | None, ctx: Context) -> None:
@@ -266,15 +305,17 @@ class Servers(RootVolumes):
     @handles(agent.GuestSpawned, key=lambda m: m.server_id)
     async def on_spawned(self, msg: agent.GuestSpawned, ctx: Context) -> None:
         async with self.store.connection() as tx:
-            if not await server_sql.spawned(tx, msg.server_id, msg.host):
-                log.info("spawn reported for a server not spawning there", extra={"server_id": msg.server_id})
-                return
+            active = await server_sql.spawned(tx, msg.server_id, msg.host)
+        if active is None:
+            log.info("spawn reported for a server not spawning there", extra={"server_id": msg.server_id})
+            return
+        await self._announce([active], ctx)
         await self.complete_root_attachments(msg.server_id, ctx)
 
     @handles(agent.GuestSpawnFailed, key=lambda m: m.server_id)
     async def on_spawn_failed(self, msg: agent.GuestSpawnFailed, ctx: Context) -> None:
         async with self.store.transaction() as tx:
-            moved = await server_sql.spawn_failed(
+            moved = after = await server_sql.spawn_failed(
                 tx, msg.server_id, msg.host, self.settings.max_spawn_attempts
             )
             if moved is not None and moved["task_state"] is None:
@@ -283,9 +324,10 @@ class Servers(RootVolumes):
                     f"Build of instance {msg.server_id} failed on {len(moved['tried_hosts'])} host(s).",
                     details=f"last error on {msg.host}: {msg.reason}; tried: {hosts}",
                 )
-                await server_sql.fail(tx, msg.server_id, fault, tasks=(None,))
+                after = await server_sql.fail(tx, msg.server_id, fault, tasks=(None,))
         if moved is None:
             return
+        await self._announce([after], ctx)  # back to scheduling, or ERROR
         await self.end_root_attachments(msg.server_id, ctx)
         # Before placing again: the scheduler would otherwise answer with this allocation.
         await self._release(msg.server_id, msg.host, ctx)
@@ -361,6 +403,7 @@ class Servers(RootVolumes):
                 f"cannot '{msg.action}' instance {msg.server_id} while it is in vm_state {row['vm_state']}"
                 + (f" and task_state {row['task_state']}" if row["task_state"] else ""),
             )
+        await self._announce([started], ctx)
         await self.bus.cast(
             started["agent_queue"],
             agent.SetGuestPower(host=started["host"], server_id=msg.server_id, action=msg.action),
@@ -375,9 +418,10 @@ class Servers(RootVolumes):
             changed = await server_sql.power_reported(
                 tx, msg.server_id, msg.host, vm_state, power, boot_tasks=tuple(boot.BOOT_TASKS)
             )
-            if changed and vm_state == boot.VmState.ERROR:
+            if changed is not None and vm_state == boot.VmState.ERROR:
                 reason = msg.reason or f"the guest is {msg.power} on host {msg.host}"
-                await server_sql.fail(tx, msg.server_id, _fault(reason), tasks=(None,))
+                changed = await server_sql.fail(tx, msg.server_id, _fault(reason), tasks=(None,))
+        await self._announce([changed], ctx)
 
     # --- delete --------------------------------------------------------------------------------
 
@@ -389,6 +433,7 @@ class Servers(RootVolumes):
             row = await server_sql.begin_delete(tx, msg.server_id)
         if row is None:
             return Done()  # deleted meanwhile
+        await self._announce([row], ctx)
         if row["host"] is not None:
             await self.bus.cast(
                 row["agent_queue"], agent.DestroyGuest(host=row["host"], server_id=msg.server_id), ctx
@@ -412,6 +457,7 @@ class Servers(RootVolumes):
             gone = await server_sql.remove(tx, server_id)
             if gone is not None:
                 await quota_sql.give_back_server(tx, gone["project_id"], gone["vcpus"], gone["ram_mb"])
+        await self._announce([gone], ctx)  # DELETED
 
     @handles(agent.GuestDestroyed, key=lambda m: m.server_id)
     async def on_destroyed(self, msg: agent.GuestDestroyed, ctx: Context) -> None:
@@ -490,7 +536,8 @@ class Servers(RootVolumes):
                     _fault(f"Build timed out after {self.settings.build_timeout_s:.0f}s."),
                     tasks=(task,),
                 )
-            if failed:
+            if failed is not None:
+                await self._announce([failed], ctx)
                 if row["host"] is not None:
                     await self.bus.cast(
                         row["agent_queue"], agent.DestroyGuest(host=row["host"], server_id=server_id), ctx

@@ -32,7 +32,20 @@ from fabric.dashboard.page import (
     render,
     session_of,
 )
-from fabric.dashboard.pages import auth, fleet, overview, servers, volumes
+from fabric.dashboard.pages import (
+    auth,
+    dns,
+    fleet,
+    floating_ips,
+    images,
+    networks,
+    overview,
+    routers,
+    security_groups,
+    servers,
+    topology,
+    volumes,
+)
 from fabric.dashboard.sessions import SessionStore
 
 log = logging.getLogger("fabric.dashboard")
@@ -114,5 +127,12 @@ def build(bus: Bus | None, settings: Settings) -> web.Application:
     overview.add_routes(app)
     servers.add_routes(app)
     volumes.add_routes(app)
+    networks.add_routes(app)
+    routers.add_routes(app)
+    floating_ips.add_routes(app)
+    security_groups.add_routes(app)
+    topology.add_routes(app)
+    images.add_routes(app)
+    dns.add_routes(app)
     fleet.add_routes(app)
     return app

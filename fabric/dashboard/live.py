@@ -6,13 +6,16 @@ open stream only what its viewer may see:
   id and status (a stream first asks the API for the statuses of the page's moving volumes, so
   that a change made before it joined is not lost);
 - `scheduler.CapacityReport` (a compute host's capacity, sent at once after every change on the
-  host): admins get the host's used and total vCPUs, RAM and disk; for everyone it is a hint that
-  servers may have changed, as is `network.DeviceAddressesChanged`;
-- servers: compute publishes no event of its own for a server's status, so each stream asks the
-  Compute API, with the viewer's token, for the servers changed since it last asked
-  (`changes-since`): at once after a hint, every half second while one of the viewer's servers is
-  in transition, and every few seconds otherwise. What the viewer sees is thus exactly what the
-  API shows them, and the bus never tells a page anything about another project.
+  host): admins get the host's used and total vCPUs, RAM and disk;
+- `compute.ServerStatusChanged` carries its project too: a viewer of that project gets the
+  server's id, name, status and task state the moment it arrives, admins included (a stream is
+  scoped to one project, as the API's server list is without `all_tenants`; the fleet page asks
+  for hosts only). The bus never tells a page anything about another project.
+The Compute API is still asked, with the viewer's token, for the servers changed since
+(`changes-since`), but only as a safety net: at a stream's start (a change between the page's
+rendering and the stream's joining had no viewer to go to), after the bus reconnected (events
+sent meanwhile are lost to a private subscription), and every `SAFETY_POLL_S`, its window held
+open while one of the viewer's servers is moving, so that a lost event is found at the next poll.
 A stream sends ids and statuses only; the page then fetches what it shows through the dashboard,
 that is, through the APIs.
 """
@@ -33,8 +36,8 @@ from fabric.bus import Bus, Consumer
 from fabric.dashboard.api import ApiError, Cloud, iso
 from fabric.dashboard.page import HTTP, signed_in
 from fabric.dashboard.sessions import SessionStore
+from protocol.compute import ServerStatusChanged
 from protocol.envelope import Context
-from protocol.network import DeviceAddressesChanged
 from protocol.registry import type_name
 from protocol.scheduler import CapacityReport
 from protocol.volume import VolumeStatusChanged
@@ -42,14 +45,16 @@ from protocol.volume import VolumeStatusChanged
 log = logging.getLogger("fabric.dashboard.live")
 
 TOPICS = frozenset({"servers", "volumes", "hosts"})
-#: Statuses a server leaves by itself: while the viewer has one, its stream asks often.
+#: Statuses a server leaves by itself: while the viewer has one, the poll's window stays open.
 MOVING = frozenset({"BUILD", "REBOOT", "HARD_REBOOT", "RESIZE", "MIGRATING", "REBUILD"})
-FAST_POLL_S = 0.5
-SLOW_POLL_S = 5.0
-#: A hint is followed after this delay, so that the change it announces has committed.
+#: Events carry every change; the API is asked this often only to find one that was lost.
+SAFETY_POLL_S = 15.0
+#: A hint (the bus came back) is followed after this delay, letting the stream settle first.
 HINT_DELAY_S = 0.05
 #: Asking again for a little of the window asked before: clocks of processes differ a little.
 OVERLAP_S = 2.0
+#: The oldest change a poll asks for, however long a server has been moving.
+MAX_WINDOW_S = 600.0
 KEEPALIVE_S = 15.0
 MAX_WATCHED = 100
 _ID = re.compile(r"^[0-9a-fA-F-]{8,64}$")
@@ -107,13 +112,20 @@ class LiveHub:
         async with self._subscribing:
             if self._subscription is not None:
                 return
-            patterns = tuple(
-                type_name(t) for t in (CapacityReport, VolumeStatusChanged, DeviceAddressesChanged)
-            )
+            patterns = tuple(type_name(t) for t in (CapacityReport, VolumeStatusChanged, ServerStatusChanged))
             try:
                 self._subscription = await self.bus.subscribe(patterns, self._on_event)
             except Exception:
                 log.exception("dashboard: no live events (cannot subscribe); servers are still polled")
+                return
+            self.bus.on_restored(self._restored)
+
+    async def _restored(self) -> None:
+        """Events sent while the bus was away are lost to this private subscription: every
+        stream asks the API now for what it missed."""
+        for viewer in self.viewers:
+            if "servers" in viewer.topics:
+                viewer.hint()
 
     async def stop(self) -> None:
         self.close_all()
@@ -161,30 +173,31 @@ class LiveHub:
                 if viewer.is_admin and "hosts" in viewer.topics:
                     viewer.hosts[event.host] = report
                     viewer.wake.set()
-                if "servers" in viewer.topics:
-                    viewer.hint()
+        elif isinstance(event, ServerStatusChanged):
+            server = {
+                "id": event.server_id,
+                "name": event.name,
+                "status": event.status,
+                "task_state": event.task_state,
+            }
+            for viewer in self.viewers:
+                if viewer.project_id == event.project_id and "servers" in viewer.topics:
+                    viewer.send("server", server)
         elif isinstance(event, VolumeStatusChanged):
             data = {"id": event.volume_id, "status": event.status}
             for viewer in self.viewers:
-                if viewer.project_id == event.project_id:
-                    if "volumes" in viewer.topics:
-                        viewer.send("volume", data)
-                    if "servers" in viewer.topics:
-                        viewer.hint()
-        elif isinstance(event, DeviceAddressesChanged):
-            for viewer in self.viewers:
-                if "servers" in viewer.topics:
-                    viewer.hint()
+                if viewer.project_id == event.project_id and "volumes" in viewer.topics:
+                    viewer.send("volume", data)
 
 
 class ServerWatcher:
-    """What one stream knows of its viewer's servers, and when it should ask again."""
+    """What one stream has sent of its viewer's servers, and when it asks the API again."""
 
     def __init__(self, cloud: Cloud, since: float, watched: list[str]) -> None:
         self.cloud, self.since = cloud, since
         #: id -> (status, task_state) as last sent; watched ids start unknown, hence moving.
         self.known: dict[str, tuple[str, str | None]] = {i: ("?", "?") for i in watched[:MAX_WATCHED]}
-        self.next_at = 0.0  # ask at once
+        self.next_at = 0.0  # ask at once: what changed between the page's rendering and the join
 
     @property
     def is_busy(self) -> bool:
@@ -197,24 +210,36 @@ class ServerWatcher:
             at = min(at, hinted_at + HINT_DELAY_S)
         return max(0.0, at - now)
 
+    def heard(self, server: dict[str, Any]) -> bool:
+        """Note a server's state from an event: whether it is news to the page (a poll may have
+        sent it already)."""
+        return self._note(server["id"], (server["status"], server["task_state"]))
+
+    def _note(self, server_id: str, state: tuple[str, str | None]) -> bool:
+        if self.known.get(server_id) == state:
+            return False
+        if state[0] == "DELETED":
+            self.known.pop(server_id, None)
+        else:
+            self.known[server_id] = state
+        return True
+
     async def poll(self) -> list[dict[str, Any]]:
-        """The viewer's servers whose status or task changed since the last poll."""
+        """The viewer's servers whose status or task changed since the window's start, that the
+        stream has not sent yet."""
         started = time.time()
         body = await self.cloud.get("compute", "/servers/detail", **{"changes-since": iso(self.since)})
-        self.since = started - OVERLAP_S
         changed = []
         for s in body.get("servers", ()):
             state = (str(s.get("status")), s.get("OS-EXT-STS:task_state"))
-            if self.known.get(s["id"]) == state:
-                continue
-            changed.append(
-                {"id": s["id"], "name": s.get("name", ""), "status": state[0], "task_state": state[1]}
-            )
-            if state[0] == "DELETED":
-                self.known.pop(s["id"], None)
-            else:
-                self.known[s["id"]] = state
-        self.next_at = time.monotonic() + (FAST_POLL_S if self.is_busy else SLOW_POLL_S)
+            if self._note(s["id"], state):
+                changed.append(
+                    {"id": s["id"], "name": s.get("name", ""), "status": state[0], "task_state": state[1]}
+                )
+        # While one of its servers moves, the window stays where it was: should the event of the
+        # server's next change be lost, the next poll still finds the change.
+        self.since = started - OVERLAP_S if not self.is_busy else max(self.since, started - MAX_WINDOW_S)
+        self.next_at = time.monotonic() + SAFETY_POLL_S
         return changed
 
 
@@ -278,7 +303,8 @@ async def events(request: web.Request) -> web.StreamResponse:
             outbox, viewer.outbox = viewer.outbox, []
             hosts, viewer.hosts = viewer.hosts, {}
             for kind, data in outbox:
-                await _send(resp, kind, data)
+                if kind != "server" or watcher.heard(data):
+                    await _send(resp, kind, data)
             for report in hosts.values():
                 await _send(resp, "host", report)
             if "servers" in topics and watcher.due_in(viewer.hinted_at) == 0:

@@ -136,3 +136,16 @@ async def image_and_flavor(admin: Client, *, vcpus: int = 1, ram: int = 256) -> 
     await admin.image.upload(image["id"], b"\0" * 4096)
     flavor = await admin.compute.create_flavor(unique("dash-flv"), vcpus=vcpus, ram=ram, disk=1)
     return str(image["id"]), str(flavor["id"])
+
+
+async def external_network(admin: Client, cidr: str) -> tuple[str, str]:
+    """An external network with a subnet of `cidr`, made by the admin: (its id, its name)."""
+    url = admin.endpoint("network")
+    name = unique("dash-ext")
+    _, _, made = await admin.request(
+        "POST", f"{url}/v2.0/networks", {"network": {"name": name, "router:external": True}}
+    )
+    network_id = str(made["network"]["id"])
+    subnet = {"network_id": network_id, "cidr": cidr, "ip_version": 4, "enable_dhcp": False}
+    await admin.request("POST", f"{url}/v2.0/subnets", {"subnet": subnet})
+    return network_id, name
