@@ -1,5 +1,5 @@
-"""`python -m bench rpc|tokens|boot|place|ports|volumes|dns|webpage ...`: run one benchmark, print a table
-or one JSON object.
+"""`python -m bench rpc|tokens|boot|place|ports|volumes|dns|dashboard|webpage ...`: run one benchmark,
+print a table or one JSON object.
 
 With `--json`, stdout carries exactly one JSON object and everything else (progress, warnings,
 a child's log tail) goes to stderr, so the output can be piped straight into a tool.
@@ -137,6 +137,34 @@ def parser() -> argparse.ArgumentParser:
     dns.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     dns.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
 
+    dashboard = commands.add_parser(
+        "dashboard", help="servers and fleet pages under concurrent sessions; ACTIVE to the live stream"
+    )
+    dashboard.add_argument("--servers", type=_positive(int), default=1000, help="servers (default 1000)")
+    dashboard.add_argument(
+        "--hosts", type=_positive(int), default=1000, help="simulated hosts (default 1000)"
+    )
+    dashboard.add_argument(
+        "--users", type=_positive(int), default=16, help="signed-in sessions in a closed loop (default 16)"
+    )
+    dashboard.add_argument(
+        "--seconds", type=_positive(float), default=10.0, help="measured window (default 10)"
+    )
+    dashboard.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds run before measuring (default 2)"
+    )
+    dashboard.add_argument(
+        "--think-ms", type=float, default=0.0, help="each user's mean pause after a page (default 0)"
+    )
+    dashboard.add_argument(
+        "--events",
+        type=_positive(int),
+        default=20,
+        help="servers booted with a live stream open (default 20)",
+    )
+    dashboard.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    dashboard.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
+
     webpage = commands.add_parser(
         "webpage", help="server create to its page through a floating IP, beside the guest's own boot"
     )
@@ -249,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import dns
 
         result = uvloop.run(dns.run(args, settings))
+    elif args.command == "dashboard":
+        from bench import dashboard
+
+        result = uvloop.run(dashboard.run(args, settings))
     elif args.command == "webpage":
         from bench import webpage
 

@@ -148,6 +148,17 @@ ensure_browser() {
     apt_install chromium
 }
 
+# axe-core, which the dashboard's accessibility test injects into each page, from npm into a
+# cache directory that git ignores (never copied into the repository, never a CDN at test time).
+# npm and node come from Debian.
+ensure_axe() {
+    [[ -f .cache/axe-core/node_modules/axe-core/axe.min.js ]] && return
+    command -v npm >/dev/null || apt_install npm
+    log "installing axe-core into .cache/axe-core"
+    mkdir -p .cache/axe-core
+    npm install --prefix .cache/axe-core --no-audit --no-fund --silent "axe-core@4" >/dev/null
+}
+
 ensure_venv() {
     local python=${PYTHON:-python3}
     if ! "$python" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
@@ -177,5 +188,6 @@ ensure_libvirt
 ensure_networking
 ensure_dns
 ensure_browser
+ensure_axe
 ensure_venv
 log "ready"
