@@ -139,6 +139,24 @@ class ListHypervisors:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class GetHypervisorStatistics:
+    """Admins only. Reply: HypervisorStatistics, summed by the database (Nova's
+    `os-hypervisors/statistics`): a fleet's totals without listing it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HypervisorStatistics:
+    count: int
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+    used_vcpus: int
+    used_ram_mb: int
+    used_disk_gb: int
+    running: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HypervisorList:
     items: tuple[HypervisorView, ...]
     more: bool
@@ -166,6 +184,8 @@ class AvailabilityZones:
 
 MESSAGES = (
     CapacityReport,
+    GetHypervisorStatistics,
+    HypervisorStatistics,
     Resources,
     PlaceServer,
     Placed,

@@ -33,7 +33,9 @@ from protocol.scheduler import (
     CapacityReport,
     ExplainPlacement,
     GetHypervisor,
+    GetHypervisorStatistics,
     HypervisorList,
+    HypervisorStatistics,
     HypervisorView,
     ListAvailabilityZones,
     ListHypervisors,
@@ -283,6 +285,13 @@ class Scheduler(ServiceActor):
         now, ttl = time.time(), self.settings.host_ttl_s
         items = tuple(sql.hypervisor_view(r, now=now, ttl_s=ttl) for r in rows[: msg.limit])
         return HypervisorList(items=items, more=len(rows) > msg.limit)
+
+    @handles(GetHypervisorStatistics)
+    async def hypervisor_statistics(self, msg: GetHypervisorStatistics, ctx: Context) -> HypervisorStatistics:
+        require_admin(ctx, "os_compute_api:os-hypervisors")
+        async with self.store.connection() as conn:
+            row = await sql.hypervisor_totals(conn)
+        return HypervisorStatistics(**{k: int(row[k]) for k in row.keys()})
 
     @handles(GetHypervisor)
     async def get_hypervisor(self, msg: GetHypervisor, ctx: Context) -> HypervisorView:

@@ -128,6 +128,18 @@ async def list_hypervisors(
     )  # fmt: skip
 
 
+async def hypervisor_totals(conn: Connection) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        """SELECT count(*) AS count, coalesce(sum(vcpus), 0) AS vcpus, coalesce(sum(ram_mb), 0) AS ram_mb,
+                  coalesce(sum(disk_gb), 0) AS disk_gb, coalesce(sum(used_vcpus), 0) AS used_vcpus,
+                  coalesce(sum(used_ram_mb), 0) AS used_ram_mb,
+                  coalesce(sum(used_disk_gb), 0) AS used_disk_gb, coalesce(sum(running), 0) AS running
+            FROM scheduler.hosts"""
+    )
+    assert row is not None
+    return row
+
+
 async def get_hypervisor(conn: Connection, hypervisor_id: int) -> asyncpg.Record | None:
     return await conn.fetchrow(
         f"SELECT {HYPERVISOR_COLUMNS} FROM scheduler.hosts WHERE id = $1", hypervisor_id

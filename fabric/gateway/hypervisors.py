@@ -9,19 +9,21 @@ from typing import Annotated, Any
 
 from aiohttp import web
 
-from fabric.gateway.context import BUS, authenticated
-from fabric.gateway.http import json_response, read_json
+from fabric.gateway.context import BUS, SETTINGS, authenticated
+from fabric.gateway.http import json_response, next_links, read_json
 from fabric.gateway.microversion import Version, version_of
 from protocol.codec import MaxLen, MinLen
 from protocol.compute import QUEUE as COMPUTE
 from protocol.compute import FlavorView, GetFlavor
-from protocol.errors import NotFound
+from protocol.errors import Invalid, NotFound
 from protocol.scheduler import (
     QUEUE,
     AvailabilityZones,
     ExplainPlacement,
     GetHypervisor,
+    GetHypervisorStatistics,
     HypervisorList,
+    HypervisorStatistics,
     HypervisorView,
     ListAvailabilityZones,
     ListHypervisors,
@@ -86,16 +88,47 @@ async def _all(request: web.Request) -> list[HypervisorView]:
         marker = page.items[-1].id
 
 
+def _page_query(request: web.Request) -> tuple[int, int | None] | None:
+    """`limit` and `marker` (a hypervisor id), as Nova takes them from 2.33; None: no `limit`,
+    the whole fleet."""
+    raw_limit, raw_marker = request.query.get("limit"), request.query.get("marker")
+    if raw_limit is None:
+        if raw_marker is not None:
+            raise Invalid("limit", "a marker needs a limit")
+        return None
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+        raise Invalid("limit", "must be an integer from 1 to 1000")
+    if raw_marker is not None and not raw_marker.isdigit():
+        raise Invalid("marker", "must be a hypervisor id")
+    return int(raw_limit), int(raw_marker) if raw_marker is not None else None
+
+
+async def _list(request: web.Request, *, detail: bool) -> web.Response:
+    paging = _page_query(request)
+    if paging is None:
+        items, more = await _all(request), False
+    else:
+        limit, marker = paging
+        page: HypervisorList = await request.app[BUS].call(
+            QUEUE, ListHypervisors(limit=limit, marker=marker), authenticated(request)
+        )
+        items, more = list(page.items), page.more
+    body: dict[str, Any] = {
+        "hypervisors": [hypervisor_body(h, version_of(request), detail=detail) for h in items]
+    }
+    if more and paging is not None:
+        body["hypervisors_links"] = next_links(
+            request, request.app[SETTINGS].gateway_url, paging[0], str(items[-1].id)
+        )
+    return json_response(body)
+
+
 async def list_hypervisors(request: web.Request) -> web.Response:
-    return json_response(
-        {"hypervisors": [hypervisor_body(h, version_of(request), detail=False) for h in await _all(request)]}
-    )
+    return await _list(request, detail=False)
 
 
 async def list_hypervisors_detail(request: web.Request) -> web.Response:
-    return json_response(
-        {"hypervisors": [hypervisor_body(h, version_of(request), detail=True) for h in await _all(request)]}
-    )
+    return await _list(request, detail=True)
 
 
 async def show_hypervisor(request: web.Request) -> web.Response:
@@ -120,21 +153,24 @@ async def search_hypervisors(request: web.Request) -> web.Response:
 
 
 async def statistics(request: web.Request) -> web.Response:
-    hosts = await _all(request)
+    """Summed by the scheduler's database, not by listing the fleet here."""
+    found: HypervisorStatistics = await request.app[BUS].call(
+        QUEUE, GetHypervisorStatistics(), authenticated(request)
+    )
     total = {
-        "count": len(hosts),
-        "vcpus": sum(h.vcpus for h in hosts),
-        "memory_mb": sum(h.ram_mb for h in hosts),
-        "local_gb": sum(h.disk_gb for h in hosts),
-        "vcpus_used": sum(h.used_vcpus for h in hosts),
-        "memory_mb_used": sum(h.used_ram_mb for h in hosts),
-        "local_gb_used": sum(h.used_disk_gb for h in hosts),
-        "running_vms": sum(h.running for h in hosts),
+        "count": found.count,
+        "vcpus": found.vcpus,
+        "memory_mb": found.ram_mb,
+        "local_gb": found.disk_gb,
+        "vcpus_used": found.used_vcpus,
+        "memory_mb_used": found.used_ram_mb,
+        "local_gb_used": found.used_disk_gb,
+        "running_vms": found.running,
         "current_workload": 0,
+        "free_ram_mb": found.ram_mb - found.used_ram_mb,
+        "free_disk_gb": found.disk_gb - found.used_disk_gb,
+        "disk_available_least": found.disk_gb - found.used_disk_gb,
     }
-    total["free_ram_mb"] = total["memory_mb"] - total["memory_mb_used"]
-    total["free_disk_gb"] = total["local_gb"] - total["local_gb_used"]
-    total["disk_available_least"] = total["free_disk_gb"]
     return json_response({"hypervisor_statistics": total})
 
 

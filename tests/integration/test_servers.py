@@ -148,6 +148,21 @@ async def test_hypervisors_and_zones_show_the_fleet(api: Api) -> None:
     status, shown = await api.nova("GET", f"/os-hypervisors/{one['id']}")
     assert status == 200 and shown["hypervisor"]["hypervisor_hostname"] == "fake-00001"
     assert (await api.nova("GET", "/os-hypervisors/999999999"))[0] == 404
+    # One page at a time (Nova's limit/marker), and the fleet's totals summed by the database.
+    status, first = await api.nova("GET", "/os-hypervisors/detail?limit=2")
+    assert status == 200 and len(first["hypervisors"]) == 2
+    next_href = first["hypervisors_links"][0]["href"]
+    assert f"marker={first['hypervisors'][-1]['id']}" in next_href and "limit=2" in next_href
+    marker = first["hypervisors"][-1]["id"]
+    status, second = await api.nova("GET", f"/os-hypervisors/detail?limit=2&marker={marker}")
+    assert status == 200 and all(h["id"] > marker for h in second["hypervisors"])
+    for bad in ("limit=0", "limit=x", "limit=2&marker=x", "marker=3"):
+        assert (await api.nova("GET", f"/os-hypervisors/detail?{bad}"))[0] == 400, bad
+    status, stats = await api.nova("GET", "/os-hypervisors/statistics")
+    _, everything = await api.nova("GET", "/os-hypervisors/detail")
+    totals = stats["hypervisor_statistics"]
+    assert status == 200 and totals["count"] == len(everything["hypervisors"])
+    assert totals["vcpus"] == sum(h["vcpus"] for h in everything["hypervisors"])
     status, zones = await api.nova("GET", "/os-availability-zone")
     assert status == 200
     assert {"zoneName": "nova", "zoneState": {"available": True}, "hosts": None} in zones[
