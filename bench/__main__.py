@@ -162,6 +162,10 @@ def parser() -> argparse.ArgumentParser:
         default=20,
         help="servers booted with a live stream open (default 20)",
     )
+    dashboard.add_argument(
+        "--layout", choices=("up", "split"), default="up",
+        help="one `fabric up`, or the gateway, each service and the fleet in processes of their own",
+    )  # fmt: skip
     dashboard.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     dashboard.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
 

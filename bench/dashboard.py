@@ -35,7 +35,8 @@ import orjson
 
 from bench import cpu
 from bench.boot import Run, boot_one, wait_for_fleet
-from bench.cloud import Credentials, own_fabric
+from bench.cloud import Credentials, Service, own_fabric
+from bench.run import SPLIT
 from bench.stats import Record
 from bench.steps import Watcher
 from fabric.client import ApiError, Client
@@ -104,13 +105,24 @@ class Stream:
 
 
 async def run(args: Any, settings: Settings) -> dict[str, Any]:
-    extra = {
-        "FABRIC_FAKE_HOSTS": str(args.hosts),
-        "FABRIC_CAPACITY_REPORT_INTERVAL_S": "30",
-        "FABRIC_HOST_TTL_S": "120",
-    }
+    extra = {"FABRIC_CAPACITY_REPORT_INTERVAL_S": "30", "FABRIC_HOST_TTL_S": "120"}
+    if args.layout == "split":
+        # The gateway (with the dashboard) in a process of its own, the services in theirs and
+        # the simulated fleet in another: the deployment layout, using both cores.
+        fleet = [
+            Service(
+                "fleet",
+                ["service", "compute-agent", "--host", "bench-fleet", "--fake-hosts", str(args.hosts)],
+                ready="compute-agent serving bench-fleet",
+            )
+        ]
+        async with own_fabric(
+            settings, hash_cost="minimal", extra_env=extra, services=fleet, split=SPLIT
+        ) as creds:
+            return await _measure(args, creds) | {"layout": "split"}
+    extra["FABRIC_FAKE_HOSTS"] = str(args.hosts)
     async with own_fabric(settings, hash_cost="minimal", extra_env=extra) as creds:
-        return await _measure(args, creds)
+        return await _measure(args, creds) | {"layout": "up"}
 
 
 async def _measure(args: Any, creds: Credentials) -> dict[str, Any]:
@@ -121,7 +133,13 @@ async def _measure(args: Any, creds: Credentials) -> dict[str, Any]:
         log.info("%d hosts up after %.1f s", args.hosts, register_s)
         image = await client.image.create("bench-dashboard", visibility="public")
         await client.image.upload(image["id"], b"\0" * 4096)
-        flavor = next(f for f in await client.compute.list_flavors() if f["name"] == "m1.tiny")["id"]
+        tiny = [f["id"] for f in await client.compute.list_flavors() if f["name"] == "m1.tiny"]
+        # `fabric up` seeds m1.tiny; a split fabric has no flavor yet.
+        flavor = (
+            tiny[0]
+            if tiny
+            else (await client.compute.create_flavor("m1.tiny", vcpus=1, ram=512, disk=1))["id"]
+        )
         began = time.perf_counter()
         booted = await _boot_many(client, image["id"], flavor, args.servers)
         boot_s = time.perf_counter() - began

@@ -38,6 +38,9 @@ class Session:
     projects: tuple[Project, ...] = ()
     #: Messages for the next page (after a redirect), with their kind: "ok" or "error".
     flashes: list[tuple[str, str]] = field(default_factory=list)
+    #: Flavor and image names by id, and until when they may be shown without asking again
+    #: (`pages/servers.py`): display names, so a few seconds' staleness costs nothing.
+    names: tuple[float, dict[str, str], dict[str, str]] | None = None
 
     @property
     def is_signed_in(self) -> bool:
