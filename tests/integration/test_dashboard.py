@@ -459,16 +459,31 @@ async def test_images_upload_streamed_or_posted_and_change_visibility(cloud: Clo
             assert resp.status == 200, await resp.text()
         image = await _api(cloud, token, f"/image/v2/images/{made['id']}")
         assert (image["status"], image["size"]) == ("active", 1_200_000)
-        # Without a script: one multipart post.
-        form = aiohttp.FormData()
-        for name, value in {"name": "posted", "disk_format": "raw", "visibility": "private"}.items():
-            form.add_field(name, value)
-        form.add_field("csrf_token", web.csrf)
-        form.add_field("file", b"\2" * 5000, filename="disk.raw", content_type="application/octet-stream")
-        async with web.http.post(f"{cloud.url}/dashboard/images", data=form, allow_redirects=False) as resp:
+
+        # Without a script: one multipart post, as a browser sends the form (the CSRF token, its
+        # first field, first), streamed through: larger than the gateway's 1 MiB body limit.
+        def plain_form(token_first: bool) -> aiohttp.FormData:
+            form = aiohttp.FormData()
+            if token_first:
+                form.add_field("csrf_token", web.csrf)
+            for name, value in {"name": "posted", "disk_format": "raw", "visibility": "private"}.items():
+                form.add_field(name, value)
+            if not token_first:
+                form.add_field("csrf_token", web.csrf)
+            data = b"\2" * 3_000_000
+            form.add_field("file", data, filename="disk.raw", content_type="application/octet-stream")
+            return form
+
+        async with web.http.post(
+            f"{cloud.url}/dashboard/images", data=plain_form(False), allow_redirects=False
+        ) as resp:
+            assert resp.status == 403, "the token must come first, before any file"
+        async with web.http.post(
+            f"{cloud.url}/dashboard/images", data=plain_form(True), allow_redirects=False
+        ) as resp:
             assert resp.status == 303, await resp.text()
         posted = (await _api(cloud, token, "/image/v2/images?name=posted"))["images"][0]
-        assert (posted["status"], posted["size"]) == ("active", 5000)
+        assert (posted["status"], posted["size"]) == ("active", 3_000_000)
         listing = await web.get("/images")
         assert "streamed" in listing.text and "posted" in listing.text
         # Bad input: the API's message beside the field, what was typed kept.

@@ -4,9 +4,9 @@ An upload is two steps, as for any Glance client: create the record, then PUT it
 JavaScript (`static/images.js`) the browser posts the form's fields here, gets the new image's
 id, and sends the file itself as the body of `PUT /images/{id}/file`, showing the upload's
 progress; that body is streamed on to the Image API as it arrives (aiohttp's
-`request.content`), never held whole. Without JavaScript the form is one multipart post, which
-aiohttp spools to a temporary file before the handler runs (so it is bounded by the gateway's
-body size limit) and which is then streamed on the same way.
+`request.content`), never held whole. Without JavaScript the form is one multipart post, read
+part by part: the CSRF check takes the first part (the token), and the file part is streamed on
+the same way (`_create_streamed`), so no body size limit applies to it either.
 """
 
 import asyncio
@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from fabric.dashboard import csrf
 from fabric.dashboard.api import ApiError, error_message
 from fabric.dashboard.page import HTTP, PREFIX, cloud_of, error_page, form_str, redirect, render, signed_in
 from fabric.dashboard.pages.refusals import FormState, page_params, refused
@@ -89,8 +90,55 @@ def _json(body: dict[str, Any], status: int) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
+async def _create_streamed(request: web.Request, reader: aiohttp.MultipartReader) -> web.Response:
+    """The form without JavaScript, one multipart post: its fields (the CSRF token, already
+    checked, came first), then the file, streamed on to the Image API part by part as it
+    arrives, so no body limit applies and nothing is held whole."""
+    session = signed_in(request)
+    values = {"name": "", "visibility": "", "disk_format": ""}
+    file: aiohttp.BodyPartReader | None = None
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, aiohttp.BodyPartReader):
+            continue
+        if part.name == "file":
+            file = part if part.filename else None
+            break  # the last field of the form: what follows it is the file's bytes
+        if part.name in values:
+            values[part.name] = (await part.read(decode=True))[:255].decode(errors="replace").strip()
+    body = {
+        "name": values["name"],
+        "visibility": values["visibility"] or "private",
+        "disk_format": values["disk_format"] or "raw",
+        "container_format": "bare",
+    }
+    try:
+        made = await cloud_of(request).call("POST", "image", "/v2/images", body)
+        image_id = str(made["id"])
+        if file is not None:
+            await _send(
+                request, "PUT", f"/v2/images/{image_id}/file", _part_chunks(file),
+                "application/octet-stream", UPLOAD_TIMEOUT_S,
+            )  # fmt: skip
+    except ApiError as exc:
+        if exc.status == 401:
+            raise
+        return await _page(request, refused(exc, FIELDS, values), status=exc.status)
+    session.flash(
+        f"Made image {values['name'] or image_id}" + (" with its data." if file else " (no data yet).")
+    )
+    return redirect("/images")
+
+
+async def _part_chunks(part: aiohttp.BodyPartReader) -> AsyncIterator[bytes]:
+    while chunk := await part.read_chunk(CHUNK_BYTES):
+        yield chunk
+
+
 async def create_image(request: web.Request) -> web.Response:
     session = signed_in(request)
+    reader = request.get(csrf.MULTIPART)
+    if reader is not None:
+        return await _create_streamed(request, reader)
     form = await request.post()
     values = {name: form_str(form, name, 255) for name in ("name", "visibility", "disk_format")}
     body = {
