@@ -26,7 +26,7 @@ from fabric.gateway.dns_request import (
     ttl_filter,
     urls_of,
 )
-from fabric.gateway.dns_views import SHOWN_ONLY_QUOTAS, page_body, quotas_body, versions_body, zone_body
+from fabric.gateway.dns_views import SHOWN_ONLY_QUOTAS, V2, page_body, quotas_body, versions_body, zone_body
 from fabric.gateway.http import json_response
 from protocol.codec import MaxLen, decode
 from protocol.dns import (
@@ -50,7 +50,6 @@ from protocol.dns import (
 )
 from protocol.errors import Forbidden, Invalid
 
-V2 = "/dns/v2"
 ZONE_FILTERS = frozenset({"name", "email", "ttl", "status", "description", "type"})
 #: What a zone shows but a PATCH cannot change (Designate: immutable or read-only).
 ZONE_FIXED = frozenset(

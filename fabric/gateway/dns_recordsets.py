@@ -22,7 +22,7 @@ from fabric.gateway.dns_request import (
     ttl_filter,
     urls_of,
 )
-from fabric.gateway.dns_views import page_body, recordset_body
+from fabric.gateway.dns_views import V2, page_body, recordset_body
 from fabric.gateway.http import json_response
 from protocol.codec import MaxLen, MinLen, decode
 from protocol.dns import (
@@ -43,7 +43,6 @@ from protocol.dns import (
 )
 from protocol.errors import Invalid
 
-V2 = "/dns/v2"
 RECORDSET_FILTERS = frozenset({"name", "type", "ttl", "data", "status", "description"})
 #: What a recordset shows but a PUT cannot change (Designate: immutable or read-only).
 RECORDSET_FIXED = frozenset(

@@ -12,11 +12,11 @@ from aiohttp import web
 
 from fabric.gateway.context import BUS, SETTINGS
 from fabric.gateway.dns_request import DnsRefused, caller, urls_of
-from fabric.gateway.dns_views import page_body
+from fabric.gateway.dns_views import V2, page_body
 from fabric.gateway.http import json_response
 from protocol.dns import QUEUE, FloatingIpPtr, FloatingIpPtrList, ListFloatingIpPtrs
 
-PATH = "/dns/v2/reverse/floatingips"
+PATH = f"{V2}/reverse/floatingips"
 
 
 def add_routes(app: web.Application) -> None:

@@ -20,6 +20,8 @@ DEFAULT_POOL_ID = "794ccc2c-d751-44fe-b57f-8894c9f5c842"
 #: are bounded through its recordsets, and there is no zone export.
 SHOWN_ONLY_QUOTAS = {"zone_records": 500, "api_export_size": 1000}
 #: The date Designate gives its v2 API's version entry.
+#: Where the DNS v2 routes are mounted on the gateway.
+V2 = "/dns/v2"
 V2_UPDATED = "2022-06-29T00:00:00Z"
 API_REF_URL = "https://docs.openstack.org/api-ref/dns/"
 

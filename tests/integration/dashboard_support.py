@@ -6,8 +6,10 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,6 +20,40 @@ from fabric.dashboard.page import SESSIONS
 from fabric.dashboard.sessions import SessionStore
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+#: Debian's chromium, which the browser tests drive through Playwright (whose own browser
+#: downloads are not used).
+CHROMIUM = "/usr/bin/chromium"
+TIMEOUT_MS = 15_000
+
+
+def why_no_browser() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} is missing (scripts/setup.sh installs Debian's chromium)"
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is missing (pip install -e '.[test]')"
+    return None
+
+
+@asynccontextmanager
+async def browser_page() -> AsyncIterator[tuple[Any, Any, list[str]]]:
+    """(the browser, a page of the tests' size and time limits, the script errors the page
+    reports), closed afterwards whatever happened."""
+    from playwright.async_api import async_playwright, expect
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 860})
+            page.set_default_timeout(TIMEOUT_MS)
+            expect.set_options(timeout=TIMEOUT_MS)
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            yield browser, page, errors
+        finally:
+            await browser.close()
 
 
 @dataclass

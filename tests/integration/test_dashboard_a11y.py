@@ -17,19 +17,24 @@ git). Without it, or without chromium or Playwright, these tests are skipped and
 
 import re
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fabric.client import Client
 from fabric.compose import Cloud
-from tests.integration.dashboard_support import Person, image_and_flavor, person, unique
+from tests.integration.dashboard_support import (
+    CHROMIUM,
+    Person,
+    image_and_flavor,
+    person,
+    unique,
+    why_no_browser,
+)
 from tests.support import ROOT
 
 pytestmark = [pytest.mark.postgres, pytest.mark.amqp, pytest.mark.timeout(300)]
 
-CHROMIUM = "/usr/bin/chromium"
 AXE = ROOT / ".cache" / "axe-core" / "node_modules" / "axe-core" / "axe.min.js"
 #: The impacts that fail the test; `minor` and `moderate` ones are printed.
 BLOCKING = frozenset({"serious", "critical"})
@@ -40,12 +45,8 @@ MAX_TABS = 40
 
 
 def _why_not() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"{CHROMIUM} is missing (scripts/setup.sh installs Debian's chromium)"
-    try:
-        import playwright.async_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is missing (pip install -e '.[test]')"
+    if why := why_no_browser():
+        return why
     if not AXE.exists():
         return f"axe-core is missing at {AXE.relative_to(ROOT)} (scripts/setup.sh installs it with npm)"
     return None

@@ -18,23 +18,12 @@ import pytest
 from fabric.client import Client
 from fabric.compose import Cloud
 from fabric.config import Settings
-from tests.integration.dashboard_support import image_and_flavor, person
+from tests.integration.dashboard_support import browser_page, image_and_flavor, person, why_no_browser
 from tests.support import free_port, isolated
 
 pytestmark = [pytest.mark.postgres, pytest.mark.amqp, pytest.mark.timeout(300)]
 
-CHROMIUM = "/usr/bin/chromium"
 SPAWN_S = 2.0
-
-
-def _why_no_browser() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"{CHROMIUM} is missing (scripts/setup.sh installs Debian's chromium)"
-    try:
-        import playwright.async_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is missing (pip install -e '.[test]')"
-    return None
 
 
 @pytest.fixture
@@ -65,102 +54,92 @@ def shots(tmp_path: Path) -> Path:
 async def test_a_person_launches_watches_attaches_deletes_and_logs_out(
     slow_cloud: Cloud, shots: Path
 ) -> None:
-    why = _why_no_browser()
+    why = why_no_browser()
     if why:
         pytest.skip(why)
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     async with Client.for_admin(slow_cloud.settings) as admin:
         someone, _ = await person(admin)
         image, flavor = await image_and_flavor(admin)
     base = f"{slow_cloud.url}/dashboard"
 
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = await browser.new_page(viewport={"width": 1280, "height": 860})
-            page.set_default_timeout(15_000)
-            expect.set_options(timeout=15_000)
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
+    async with browser_page() as (_, page, errors):
+        await page.goto(f"{base}/servers")
+        await expect(page).to_have_url(f"{base}/login")
+        await page.screenshot(path=shots / "1-login.png", full_page=True)
+        await page.fill("#user", someone.name)
+        await page.fill("#password", someone.password)
+        await page.fill("#project", someone.project)
+        await page.click("button[type=submit]")
+        await expect(page).to_have_url(f"{base}/overview")
+        await expect(page.locator("h1")).to_contain_text(someone.project)
+        await expect(page.locator(".bars li")).to_have_count(6)
+        await page.screenshot(path=shots / "2-overview.png", full_page=True)
 
-            await page.goto(f"{base}/servers")
-            await expect(page).to_have_url(f"{base}/login")
-            await page.screenshot(path=shots / "1-login.png", full_page=True)
-            await page.fill("#user", someone.name)
-            await page.fill("#password", someone.password)
-            await page.fill("#project", someone.project)
-            await page.click("button[type=submit]")
-            await expect(page).to_have_url(f"{base}/overview")
-            await expect(page.locator("h1")).to_contain_text(someone.project)
-            await expect(page.locator(".bars li")).to_have_count(6)
-            await page.screenshot(path=shots / "2-overview.png", full_page=True)
+        await page.click("text=Servers")
+        await page.click("#launch")
+        await page.fill("#name", "web-1")
+        await page.select_option("#image", image)
+        await page.select_option("#flavor", flavor)
+        await page.screenshot(path=shots / "3-launch.png", full_page=True)
+        await page.click("#launch-submit")
+        status = page.locator("#server-status")
+        await expect(status).to_have_text("BUILD")
+        # Marks this document: a reload or a navigation would lose the mark.
+        await page.evaluate("window.__notReloaded = true")
+        await expect(status).to_have_text("ACTIVE", timeout=SPAWN_S * 1000 + 10_000)
+        assert await page.evaluate("window.__notReloaded === true"), "the page was reloaded"
+        await expect(page.locator("#action-stop")).to_be_visible()
+        await expect(page.locator("#action-start")).to_have_count(0)
+        await page.screenshot(path=shots / "4-server-active.png", full_page=True)
+        server_url = page.url
 
-            await page.click("text=Servers")
-            await page.click("#launch")
-            await page.fill("#name", "web-1")
-            await page.select_option("#image", image)
-            await page.select_option("#flavor", flavor)
-            await page.screenshot(path=shots / "3-launch.png", full_page=True)
-            await page.click("#launch-submit")
-            status = page.locator("#server-status")
-            await expect(status).to_have_text("BUILD")
-            # Marks this document: a reload or a navigation would lose the mark.
-            await page.evaluate("window.__notReloaded = true")
-            await expect(status).to_have_text("ACTIVE", timeout=SPAWN_S * 1000 + 10_000)
-            assert await page.evaluate("window.__notReloaded === true"), "the page was reloaded"
-            await expect(page.locator("#action-stop")).to_be_visible()
-            await expect(page.locator("#action-start")).to_have_count(0)
-            await page.screenshot(path=shots / "4-server-active.png", full_page=True)
-            server_url = page.url
+        await page.click("nav >> text=Servers")
+        row = page.locator("tr", has_text="web-1")
+        await expect(row.locator("[data-field=status]")).to_have_text("ACTIVE")
+        await page.screenshot(path=shots / "5-servers.png", full_page=True)
 
-            await page.click("nav >> text=Servers")
-            row = page.locator("tr", has_text="web-1")
-            await expect(row.locator("[data-field=status]")).to_have_text("ACTIVE")
-            await page.screenshot(path=shots / "5-servers.png", full_page=True)
+        await page.click("nav >> text=Volumes")
+        await page.fill("#vol-name", "data-1")
+        await page.fill("#vol-size", "1")
+        await page.click("#volume-create")
+        volume = page.locator("tr", has_text="data-1")
+        await expect(volume.locator("[data-field=status]")).to_have_text("available")
+        await volume.locator("button[value=attach]").click()
+        volume = page.locator("tr", has_text="data-1")
+        await expect(volume.locator("[data-field=status]")).to_have_text("in-use")
+        await expect(volume).to_contain_text("web-1")
+        await page.screenshot(path=shots / "6-volumes.png", full_page=True)
+        await page.click("nav >> text=Overview")
+        await expect(page.locator(".bars li", has_text="Instances")).to_contain_text("1 of")
+        await page.screenshot(path=shots / "6b-overview-in-use.png", full_page=True)
 
-            await page.click("nav >> text=Volumes")
-            await page.fill("#vol-name", "data-1")
-            await page.fill("#vol-size", "1")
-            await page.click("#volume-create")
-            volume = page.locator("tr", has_text="data-1")
-            await expect(volume.locator("[data-field=status]")).to_have_text("available")
-            await volume.locator("button[value=attach]").click()
-            volume = page.locator("tr", has_text="data-1")
-            await expect(volume.locator("[data-field=status]")).to_have_text("in-use")
-            await expect(volume).to_contain_text("web-1")
-            await page.screenshot(path=shots / "6-volumes.png", full_page=True)
-            await page.click("nav >> text=Overview")
-            await expect(page.locator(".bars li", has_text="Instances")).to_contain_text("1 of")
-            await page.screenshot(path=shots / "6b-overview-in-use.png", full_page=True)
+        await page.goto(server_url)
+        await expect(page.locator("main")).to_contain_text("data-1")
+        await page.click("#action-delete")
+        await expect(page).to_have_url(f"{base}/servers")
+        await page.evaluate("window.__notReloaded = true")
+        await expect(page.locator("tr", has_text="web-1")).to_have_count(0, timeout=20_000)
+        assert await page.evaluate("window.__notReloaded === true")
+        await page.screenshot(path=shots / "7-server-deleted.png", full_page=True)
 
-            await page.goto(server_url)
-            await expect(page.locator("main")).to_contain_text("data-1")
-            await page.click("#action-delete")
-            await expect(page).to_have_url(f"{base}/servers")
-            await page.evaluate("window.__notReloaded = true")
-            await expect(page.locator("tr", has_text="web-1")).to_have_count(0, timeout=20_000)
-            assert await page.evaluate("window.__notReloaded === true")
-            await page.screenshot(path=shots / "7-server-deleted.png", full_page=True)
+        await page.click("#logout")
+        await expect(page).to_have_url(f"{base}/login")
+        await page.goto(f"{base}/overview")
+        await expect(page).to_have_url(f"{base}/login")
 
-            await page.click("#logout")
-            await expect(page).to_have_url(f"{base}/login")
-            await page.goto(f"{base}/overview")
-            await expect(page).to_have_url(f"{base}/login")
-
-            settings = slow_cloud.settings
-            await page.fill("#user", settings.admin_user)
-            await page.fill("#password", settings.admin_password)
-            await page.fill("#project", settings.admin_project)
-            await page.click("button[type=submit]")
-            await page.click("nav >> text=Fleet")
-            await expect(page.locator("tr[data-host]")).to_have_count(3)
-            await page.screenshot(path=shots / "8-fleet.png", full_page=True)
-            await page.click("#logout")
-            await expect(page).to_have_url(f"{base}/login")
-            assert not errors, errors
-        finally:
-            await browser.close()
+        settings = slow_cloud.settings
+        await page.fill("#user", settings.admin_user)
+        await page.fill("#password", settings.admin_password)
+        await page.fill("#project", settings.admin_project)
+        await page.click("button[type=submit]")
+        await page.click("nav >> text=Fleet")
+        await expect(page.locator("tr[data-host]")).to_have_count(3)
+        await page.screenshot(path=shots / "8-fleet.png", full_page=True)
+        await page.click("#logout")
+        await expect(page).to_have_url(f"{base}/login")
+        assert not errors, errors
     assert sorted(p.name for p in shots.iterdir()) == [  # noqa: ASYNC240 - ten file names
         "1-login.png",
         "2-overview.png",
