@@ -11,7 +11,6 @@ from pathlib import Path
 
 import aiohttp
 import aiohttp_jinja2
-import jinja2
 from aiohttp import web
 
 from fabric.bus import Bus
@@ -27,6 +26,7 @@ from fabric.dashboard.page import (
     SESSIONS,
     Config,
     Handler,
+    Templates,
     error_page,
     redirect,
     render,
@@ -110,12 +110,9 @@ def build(bus: Bus | None, settings: Settings) -> web.Application:
     app[SESSIONS] = SessionStore()
     app[CONFIG] = Config(public_url=settings.public_url.rstrip("/"))
     app[LIVE] = LiveHub(bus, app[SESSIONS])
-    env = aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.FileSystemLoader(HERE / "templates"),
-        autoescape=jinja2.select_autoescape(("html",), default=True),
-    )
-    env.globals["prefix"] = PREFIX
+    templates = Templates(str(HERE / "templates"))
+    templates.globals["prefix"] = PREFIX
+    app[aiohttp_jinja2.APP_KEY] = templates
     app.on_startup.append(_start)
     app.on_shutdown.append(_shutdown)
     app.on_cleanup.append(_cleanup)

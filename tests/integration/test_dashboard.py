@@ -239,8 +239,15 @@ async def test_admins_get_capacity_reports_on_their_stream(cloud: Cloud, admin: 
         await web.login(
             cloud.settings.admin_user, cloud.settings.admin_password, cloud.settings.admin_project
         )
+        # The simulated hosts register over the bus as the cloud starts: when this test runs
+        # first, the page may come before the first report.
+        deadline = time.monotonic() + 10
         fleet = await web.get("/fleet")
+        while "fake-00001" not in fleet.text and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            fleet = await web.get("/fleet")
         assert fleet.status == 200 and "fake-00001" in fleet.text
+        assert 'role="meter" aria-label="vCPUs of fake-00001"' in fleet.text
         stream = asyncio.create_task(_events(cloud, web, "hosts", got))
         try:
             await eventually(lambda: any(k == "host" for k, _ in got), timeout_s=10)

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from fabric.dashboard.api import ApiError, Cloud
+from fabric.dashboard.meters import level
 from fabric.dashboard.page import cloud_of, render, signed_in
 
 
@@ -31,7 +32,7 @@ class Usage:
 
     @property
     def level(self) -> str:
-        return "full" if self.percent >= 90 else "high" if self.percent >= 70 else "ok"
+        return level(self.percent / 100)
 
 
 def add_routes(app: web.Application) -> None:
