@@ -40,7 +40,7 @@ from actors.volume_agent.agent import VolumeAgent
 from actors.volume_agent.backend import VolumeBackend
 from actors.volume_agent.fake_backend import FakeBackend
 from actors.volume_agent.file_backend import FileBackend
-from fabric import seed
+from fabric import heap, seed
 from fabric.actor import Actor, Supervisor
 from fabric.blobs import FilesystemStore
 from fabric.bus import Bus
@@ -443,6 +443,7 @@ async def run_up(settings: Settings, openrc_path: Path) -> None:
         services, seeded = await self_check(
             settings, demo=cloud.plumbs_networks, nameserver=cloud.nameserver_address
         )
+        heap.settle()
         print(f"fabric is up: {settings.gateway_url}", flush=True)
         print(f"  self-check: admin token issued; catalog: {', '.join(services)}", flush=True)
         for note in cloud.notes:
@@ -491,6 +492,7 @@ async def run_service(name: str, settings: Settings, *, reuse_port: bool = True)
         gateway = Gateway(bus, settings, reuse_port=reuse_port)
         try:
             await gateway.start()
+            heap.settle()
             print(f"gateway listening on {settings.gateway_host}:{gateway.port}", flush=True)
             await stop.wait()
             await gateway.stop()
@@ -542,6 +544,7 @@ async def _serve(
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(sup.run(), name=f"actor:{name}")
+            heap.settle()
             print(ready, flush=True)
             await stop.wait()
             sup.stop()

@@ -7,7 +7,8 @@ raises anything else, whatever the input: the gateway feeds it untrusted HTTP bo
 feeds it whatever arrives on a queue.
 
 A decoder is compiled once per type into a chain of small closures, so the hot path is a few
-isinstance checks per field.
+isinstance checks per field. The bad field's path is built only when a value fails: each
+container the failure crosses on its way up adds its own step (see `_Bad`).
 """
 
 import dataclasses
@@ -26,7 +27,7 @@ import orjson
 from protocol.errors import Invalid
 
 T = TypeVar("T")
-Decoder = Callable[[Any, str], Any]
+Decoder = Callable[[Any], Any]
 
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 
@@ -62,7 +63,10 @@ def encode(value: object) -> bytes:
 
 def decode(cls: type[T], data: Any, *, path: str = "", allow_extra: bool = False) -> T:
     """Validate JSON-shaped `data` into `cls`; raise `Invalid` naming the bad field."""
-    return typing.cast(T, _decoder(cls, allow_extra)(data, path))
+    try:
+        return typing.cast(T, _decoder(cls, allow_extra)(data))
+    except _Bad as bad:
+        raise Invalid(bad.path(path), bad.reason) from None
 
 
 def decode_json(cls: type[T], raw: bytes | str, *, allow_extra: bool = False) -> T:
@@ -84,6 +88,24 @@ def _decoder(tp: Any, allow_extra: bool) -> Decoder:
     return found
 
 
+class _Bad(Exception):
+    """A value that failed, on its way up to `decode`: each container it leaves appends its
+    step (a field's name, an item's index), so a path is built once, for the value that failed,
+    instead of for every value that passed."""
+
+    def __init__(self, reason: str, step: str | int | None = None, *, unnamed: str = "") -> None:
+        self.reason = reason
+        self.steps: list[str | int] = [] if step is None else [step]
+        #: What to call the value when it has no path (a top-level object: its class's name).
+        self.unnamed = unnamed
+
+    def path(self, prefix: str) -> str:
+        path = prefix
+        for step in reversed(self.steps):
+            path = _at(path, step)
+        return path or self.unnamed
+
+
 def _at(path: str, name: str | int) -> str:
     if isinstance(name, int):
         return f"{path}[{name}]"
@@ -96,7 +118,7 @@ def _type_name(value: Any) -> str:
 
 def _build(tp: Any, allow_extra: bool) -> Decoder:
     if tp is Any or tp is object:
-        return lambda value, path: value
+        return lambda value: value
     if tp is type(None) or tp is None:
         return _none
     if tp is str:
@@ -136,64 +158,64 @@ def _build(tp: Any, allow_extra: bool) -> Decoder:
     raise TypeError(f"the codec cannot decode {tp!r}")
 
 
-def _none(value: Any, path: str) -> None:
+def _none(value: Any) -> None:
     if value is not None:
-        raise Invalid(path, f"expected null, got {_type_name(value)}")
+        raise _Bad(f"expected null, got {_type_name(value)}")
 
 
-def _str(value: Any, path: str) -> str:
+def _str(value: Any) -> str:
     if type(value) is not str:
-        raise Invalid(path, f"expected a string, got {_type_name(value)}")
+        raise _Bad(f"expected a string, got {_type_name(value)}")
     if "\x00" in value:
-        raise Invalid(path, "NUL characters are not allowed")
+        raise _Bad("NUL characters are not allowed")
     return value
 
 
-def _bool(value: Any, path: str) -> bool:
+def _bool(value: Any) -> bool:
     if type(value) is not bool:
-        raise Invalid(path, f"expected a boolean, got {_type_name(value)}")
+        raise _Bad(f"expected a boolean, got {_type_name(value)}")
     return value
 
 
-def _int(value: Any, path: str) -> int:
+def _int(value: Any) -> int:
     if type(value) is not int:
-        raise Invalid(path, f"expected an integer, got {_type_name(value)}")
+        raise _Bad(f"expected an integer, got {_type_name(value)}")
     if not INT_MIN <= value <= INT_MAX:
-        raise Invalid(path, "integer out of range")
+        raise _Bad("integer out of range")
     return value
 
 
-def _float(value: Any, path: str) -> float:
+def _float(value: Any) -> float:
     if type(value) is int:
         try:
             value = float(value)
         except OverflowError:  # a Python int beyond any double; orjson never makes one
-            raise Invalid(path, "expected a finite number") from None
+            raise _Bad("expected a finite number") from None
     if type(value) is not float:
-        raise Invalid(path, f"expected a number, got {_type_name(value)}")
+        raise _Bad(f"expected a number, got {_type_name(value)}")
     if not math.isfinite(value):
-        raise Invalid(path, "expected a finite number")
+        raise _Bad("expected a finite number")
     return value
 
 
-def _uuid(value: Any, path: str) -> UUID:
+def _uuid(value: Any) -> UUID:
     if type(value) is not str:
-        raise Invalid(path, f"expected a UUID string, got {_type_name(value)}")
+        raise _Bad(f"expected a UUID string, got {_type_name(value)}")
     try:
         return UUID(value)
     except ValueError:
-        raise Invalid(path, f"{value[:64]!r} is not a UUID") from None
+        raise _Bad(f"{value[:64]!r} is not a UUID") from None
 
 
-def _datetime(value: Any, path: str) -> datetime:
+def _datetime(value: Any) -> datetime:
     if type(value) is not str:
-        raise Invalid(path, f"expected a date-time string, got {_type_name(value)}")
+        raise _Bad(f"expected a date-time string, got {_type_name(value)}")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise Invalid(path, f"{value[:64]!r} is not an ISO 8601 date-time") from None
+        raise _Bad(f"{value[:64]!r} is not an ISO 8601 date-time") from None
     if parsed.tzinfo is None:
-        raise Invalid(path, "a date-time needs a time zone")
+        raise _Bad("a date-time needs a time zone")
     return parsed
 
 
@@ -201,14 +223,14 @@ def _enum(tp: type[enum.Enum]) -> Decoder:
     by_value = {member.value: member for member in tp}
     allowed = ", ".join(repr(v) for v in by_value)
 
-    def decode_enum(value: Any, path: str) -> enum.Enum:
+    def decode_enum(value: Any) -> enum.Enum:
         try:
             member = by_value[value]
         except (KeyError, TypeError):
             member = None
         # type() as well as ==: true and 1.0 must not pass for an IntEnum's 1.
         if member is None or type(value) is not type(member.value):
-            raise Invalid(path, f"expected one of {allowed}")
+            raise _Bad(f"expected one of {allowed}")
         return member
 
     return decode_enum
@@ -217,12 +239,12 @@ def _enum(tp: type[enum.Enum]) -> Decoder:
 def _literal(options: tuple[Any, ...]) -> Decoder:
     allowed = ", ".join(repr(v) for v in options)
 
-    def decode_literal(value: Any, path: str) -> Any:
+    def decode_literal(value: Any) -> Any:
         # type() as well as ==: True == 1 must not pass for Literal[1].
         for option in options:
             if value == option and type(value) is type(option):
                 return value
-        raise Invalid(path, f"expected one of {allowed}")
+        raise _Bad(f"expected one of {allowed}")
 
     return decode_literal
 
@@ -231,17 +253,17 @@ def _union(options: tuple[Decoder, ...], tp: Any) -> Decoder:
     if len(options) == 2 and _none in options:
         inner = options[0] if options[1] is _none else options[1]
 
-        def decode_optional(value: Any, path: str) -> Any:
-            return None if value is None else inner(value, path)
+        def decode_optional(value: Any) -> Any:
+            return None if value is None else inner(value)
 
         return decode_optional
 
-    def decode_union(value: Any, path: str) -> Any:
-        first: Invalid | None = None
+    def decode_union(value: Any) -> Any:
+        first: _Bad | None = None
         for option in options:
             try:
-                return option(value, path)
-            except Invalid as exc:
+                return option(value)
+            except _Bad as exc:
                 first = first or exc
         assert first is not None
         raise first
@@ -250,39 +272,58 @@ def _union(options: tuple[Decoder, ...], tp: Any) -> Decoder:
 
 
 def _var_tuple(item: Decoder) -> Decoder:
-    def decode_tuple(value: Any, path: str) -> tuple[Any, ...]:
+    def decode_tuple(value: Any) -> tuple[Any, ...]:
         if type(value) is not list:
-            raise Invalid(path, f"expected a list, got {_type_name(value)}")
-        return tuple(item(v, _at(path, i)) for i, v in enumerate(value))
+            raise _Bad(f"expected a list, got {_type_name(value)}")
+        out: list[Any] = []
+        append = out.append
+        try:
+            for v in value:
+                append(item(v))
+        except _Bad as bad:
+            bad.steps.append(len(out))
+            raise
+        return tuple(out)
 
     return decode_tuple
 
 
 def _fixed_tuple(items: tuple[Decoder, ...]) -> Decoder:
-    def decode_tuple(value: Any, path: str) -> tuple[Any, ...]:
+    def decode_tuple(value: Any) -> tuple[Any, ...]:
         if type(value) is not list or len(value) != len(items):
-            raise Invalid(path, f"expected a list of {len(items)} items")
-        return tuple(item(v, _at(path, i)) for i, (item, v) in enumerate(zip(items, value)))
+            raise _Bad(f"expected a list of {len(items)} items")
+        out: list[Any] = []
+        try:
+            for item, v in zip(items, value):
+                out.append(item(v))
+        except _Bad as bad:
+            bad.steps.append(len(out))
+            raise
+        return tuple(out)
 
     return decode_tuple
 
 
 def _dict(item: Decoder) -> Decoder:
-    def decode_dict(value: Any, path: str) -> dict[str, Any]:
+    def decode_dict(value: Any) -> dict[str, Any]:
         if type(value) is not dict:
-            raise Invalid(path, f"expected an object, got {_type_name(value)}")
+            raise _Bad(f"expected an object, got {_type_name(value)}")
         out = {}
         for k, v in value.items():
             if "\x00" in k:
-                raise Invalid(path, "NUL characters are not allowed in keys")
-            out[k] = item(v, _at(path, k))
+                raise _Bad("NUL characters are not allowed in keys")
+            try:
+                out[k] = item(v)
+            except _Bad as bad:
+                bad.steps.append(k)
+                raise
         return out
 
     return decode_dict
 
 
 def _constrained(inner: Decoder, constraints: list[Any]) -> Decoder:
-    checks: list[Callable[[Any, str], None]] = []
+    checks: list[Callable[[Any], None]] = []
     for c in constraints:
         if isinstance(c, MaxLen):
             checks.append(_check_max_len(c.n))
@@ -293,44 +334,44 @@ def _constrained(inner: Decoder, constraints: list[Any]) -> Decoder:
         elif isinstance(c, Pattern):
             checks.append(_check_pattern(re.compile(c.regex)))
 
-    def decode_constrained(value: Any, path: str) -> Any:
-        out = inner(value, path)
+    def decode_constrained(value: Any) -> Any:
+        out = inner(value)
         if out is not None:
             for check in checks:
-                check(out, path)
+                check(out)
         return out
 
     return decode_constrained
 
 
-def _check_max_len(n: int) -> Callable[[Any, str], None]:
-    def check(value: Any, path: str) -> None:
+def _check_max_len(n: int) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
         if len(value) > n:
-            raise Invalid(path, f"longer than {n}")
+            raise _Bad(f"longer than {n}")
 
     return check
 
 
-def _check_min_len(n: int) -> Callable[[Any, str], None]:
-    def check(value: Any, path: str) -> None:
+def _check_min_len(n: int) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
         if len(value) < n:
-            raise Invalid(path, "must not be empty" if n == 1 else f"shorter than {n}")
+            raise _Bad("must not be empty" if n == 1 else f"shorter than {n}")
 
     return check
 
 
-def _check_range(lo: float, hi: float) -> Callable[[Any, str], None]:
-    def check(value: Any, path: str) -> None:
+def _check_range(lo: float, hi: float) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
         if not lo <= value <= hi:
-            raise Invalid(path, f"must be between {lo} and {hi}")
+            raise _Bad(f"must be between {lo} and {hi}")
 
     return check
 
 
-def _check_pattern(regex: re.Pattern[str]) -> Callable[[Any, str], None]:
-    def check(value: Any, path: str) -> None:
+def _check_pattern(regex: re.Pattern[str]) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
         if not regex.fullmatch(value):
-            raise Invalid(path, f"must match {regex.pattern}")
+            raise _Bad(f"must match {regex.pattern}")
 
     return check
 
@@ -343,19 +384,23 @@ def _dataclass(cls: type, allow_extra: bool) -> Decoder:
         fields.append((f.name, _decoder(hints[f.name], allow_extra), required))
     known = {name for name, _, _ in fields}
 
-    def decode_dataclass(value: Any, path: str) -> Any:
+    def decode_dataclass(value: Any) -> Any:
         if type(value) is not dict:
-            raise Invalid(path or cls.__name__, f"expected an object, got {_type_name(value)}")
+            raise _Bad(f"expected an object, got {_type_name(value)}", unnamed=cls.__name__)
         kwargs = {}
         for key, decoder, required in fields:
             if key in value:
-                kwargs[key] = decoder(value[key], _at(path, key))
+                try:
+                    kwargs[key] = decoder(value[key])
+                except _Bad as bad:
+                    bad.steps.append(key)
+                    raise
             elif required:
-                raise Invalid(_at(path, key), "this field is required")
+                raise _Bad("this field is required", key)
         if not allow_extra and len(value) > len(kwargs):
             for key in value:
                 if key not in known:
-                    raise Invalid(_at(path, str(key)), "unknown field")
+                    raise _Bad("unknown field", str(key))
         return cls(**kwargs)
 
     return decode_dataclass

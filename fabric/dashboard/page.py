@@ -5,6 +5,8 @@ Redirects are answered, never raised: the gateway's outer middleware turns raise
 exceptions into OpenStack-shaped JSON errors, which is right for the APIs and wrong for a page.
 """
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +20,8 @@ from fabric.dashboard.api import ApiError, Cloud, Identity
 from fabric.dashboard.sessions import COOKIE, Session, SessionStore
 
 PREFIX = "/dashboard"
+#: How long a session shows flavor and image names without asking again.
+NAMES_TTL_S = 10.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -95,6 +99,25 @@ def cloud_of(request: web.Request) -> Cloud:
     session = signed_in(request)
     assert session.token is not None
     return Cloud(request.app[HTTP], session.token)
+
+
+async def display_names(request: web.Request, cloud: Cloud) -> tuple[dict[str, str], dict[str, str]]:
+    """Flavor and image names by id, kept in the session for NAMES_TTL_S: a list page then
+    costs one API call instead of three (the names are for display only, so a few seconds'
+    staleness costs nothing)."""
+    session = signed_in(request)
+    if session.names is not None and session.names[0] > time.monotonic():
+        return session.names[1], session.names[2]
+    flavors, images = await asyncio.gather(
+        cloud.get("compute", "/flavors/detail", is_public="None"),
+        cloud.get("image", "/v2/images", limit="1000"),
+    )
+    names = (
+        {f["id"]: f["name"] for f in flavors["flavors"]},
+        {i["id"]: i.get("name") or i["id"] for i in images["images"]},
+    )
+    session.names = (time.monotonic() + NAMES_TTL_S, *names)
+    return names
 
 
 def render(

@@ -21,6 +21,7 @@ from tests.integration.dashboard_support import (
     image_and_flavor,
     person,
     sessions_of,
+    unique,
 )
 from tests.support import api_call
 
@@ -256,6 +257,28 @@ async def test_admins_get_capacity_reports_on_their_stream(cloud: Cloud, admin: 
             await asyncio.gather(stream, return_exceptions=True)
     hosts = [d for k, d in got if k == "host"]
     assert hosts and {"host", "vcpus", "vcpus_used", "memory_mb", "local_gb_used"} <= set(hosts[0])
+
+
+async def test_the_fleet_page_asks_the_scheduler_where_a_flavor_would_fit(
+    cloud: Cloud, admin: Client
+) -> None:
+    _, small = await image_and_flavor(admin)
+    huge = await admin.compute.create_flavor(unique("dash-huge"), vcpus=4096, ram=256, disk=1)
+    s = cloud.settings
+    async with WebUser(cloud.url) as web:
+        await web.login(s.admin_user, s.admin_password, s.admin_project)
+        fleet = await web.get("/fleet")
+        assert f'<option value="{small}">' in fleet.text and f'<option value="{huge["id"]}">' in fleet.text
+        fits = await web.post("/fleet/explain", {"flavor": small})
+        assert fits.status == 200 and 'id="explanation"' in fits.text
+        assert re.search(r"<p>Best hosts: [^<]*fake-00001", fits.text), fits.text[-1500:]
+        assert f'<option value="{small}" selected>' in fits.text
+        nowhere = await web.post("/fleet/explain", {"flavor": huge["id"]})
+        assert nowhere.status == 200 and "Best hosts" not in nowhere.text
+        assert re.search(r"<li>VCPUFilter turned away [1-9]\d*</li>", nowhere.text), nowhere.text[-1500:]
+        unknown = await web.post("/fleet/explain", {"flavor": "no-such-flavor"})
+        assert unknown.status == 200 and 'class="flash error" role="alert"' in unknown.text
+        assert "no-such-flavor" in unknown.text
 
 
 async def test_a_member_is_refused_the_fleet_by_the_api(cloud: Cloud, admin: Client) -> None:

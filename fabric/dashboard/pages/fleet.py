@@ -14,7 +14,7 @@ from markupsafe import Markup
 
 from fabric.dashboard.api import ApiError
 from fabric.dashboard.meters import bar
-from fabric.dashboard.page import cloud_of, form_str, render, signed_in
+from fabric.dashboard.page import cloud_of, display_names, form_str, render, signed_in
 
 PAGE_SIZE = 50
 
@@ -30,10 +30,10 @@ async def _page(
     cloud = cloud_of(request)
     marker = request.query.get("marker", "")
     paging = {"limit": str(PAGE_SIZE)} | ({"marker": marker} if marker.isdigit() else {})
-    hypervisors, statistics, flavors = await asyncio.gather(
+    hypervisors, statistics, (flavors, _) = await asyncio.gather(
         cloud.get("compute", "/os-hypervisors/detail", **paging),
         cloud.get("compute", "/os-hypervisors/statistics"),
-        cloud.get("compute", "/flavors/detail", is_public="None"),
+        display_names(request, cloud),
     )
     hosts = hypervisors["hypervisors"]
     totals = statistics["hypervisor_statistics"]
@@ -43,7 +43,7 @@ async def _page(
         "marker": paging.get("marker"),
         "next_marker": hosts[-1]["id"] if hypervisors.get("hypervisors_links") else None,
         "totals": totals,
-        "flavors": flavors["flavors"],
+        "flavors": sorted(flavors.items(), key=lambda item: item[1]),
         "flavor": flavor,
         "explanation": explanation,
         "explain_error": explain_error,

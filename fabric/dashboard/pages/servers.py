@@ -13,12 +13,10 @@ from typing import Any
 from aiohttp import web
 
 from fabric.dashboard.api import ApiError, Cloud
-from fabric.dashboard.page import cloud_of, error_page, redirect, render, signed_in
+from fabric.dashboard.page import cloud_of, display_names, error_page, redirect, render, signed_in
 
 PAGE_SIZE = 20
 MAX_PAGE_SIZE = 200
-#: How long a session shows the flavor and image names it read without reading them again.
-NAMES_TTL_S = 10.0
 MOVING = frozenset({"BUILD", "REBOOT", "HARD_REBOOT", "RESIZE", "REBUILD", "MIGRATING"})
 #: The launch form's fields by the names the Compute API gives them in its messages.
 API_FIELDS = {
@@ -67,24 +65,6 @@ def field_of(exc: ApiError) -> str | None:
     return None
 
 
-async def _names(request: web.Request, cloud: Cloud) -> tuple[dict[str, str], dict[str, str]]:
-    """Flavor and image names by id, kept in the session for NAMES_TTL_S: a list page then
-    costs one API call instead of three (the names are for display only)."""
-    session = signed_in(request)
-    if session.names is not None and session.names[0] > time.monotonic():
-        return session.names[1], session.names[2]
-    flavors, images = await asyncio.gather(
-        cloud.get("compute", "/flavors/detail", is_public="None"),
-        cloud.get("image", "/v2/images", limit="1000"),
-    )
-    names = (
-        {f["id"]: f["name"] for f in flavors["flavors"]},
-        {i["id"]: i.get("name") or i["id"] for i in images["images"]},
-    )
-    session.names = (time.monotonic() + NAMES_TTL_S, *names)
-    return names
-
-
 async def server_list(request: web.Request) -> web.Response:
     cloud = cloud_of(request)
     try:
@@ -97,7 +77,7 @@ async def server_list(request: web.Request) -> web.Response:
         params["marker"] = marker
     rendered_at = time.time()
     page, (flavors, images) = await asyncio.gather(
-        cloud.get("compute", "/servers/detail", **params), _names(request, cloud)
+        cloud.get("compute", "/servers/detail", **params), display_names(request, cloud)
     )
     servers = page["servers"]
     context = {
@@ -210,7 +190,7 @@ async def server_detail(request: web.Request) -> web.Response:
         cloud.get("compute", f"/servers/{server_id}"),
         _console(cloud, server_id),
         _volumes(cloud),
-        _names(request, cloud),
+        display_names(request, cloud),
         return_exceptions=True,
     )
     if isinstance(got, BaseException):
