@@ -10,10 +10,9 @@ import asyncio
 from typing import Any
 
 from aiohttp import web
-from markupsafe import Markup
 
 from fabric.dashboard.api import ApiError
-from fabric.dashboard.meters import bar
+from fabric.dashboard.meters import host_bars
 from fabric.dashboard.page import cloud_of, display_names, form_str, render, signed_in
 
 PAGE_SIZE = 50
@@ -38,7 +37,7 @@ async def _page(
     hosts = hypervisors["hypervisors"]
     totals = statistics["hypervisor_statistics"]
     context = {
-        "hosts": [_row(h) for h in hosts],
+        "hosts": [(h, *host_bars(h)) for h in hosts],
         "count": totals["count"],
         "marker": paging.get("marker"),
         "next_marker": hosts[-1]["id"] if hypervisors.get("hypervisors_links") else None,
@@ -49,17 +48,6 @@ async def _page(
         "explain_error": explain_error,
     }
     return render(request, "fleet.html", context)
-
-
-def _row(host: dict[str, Any]) -> tuple[dict[str, Any], Markup, Markup, Markup]:
-    """A host and its three bars."""
-    name = host["hypervisor_hostname"]
-    return (
-        host,
-        bar(host["vcpus_used"], host["vcpus"], "", f"vCPUs of {name}"),
-        bar(host["memory_mb_used"], host["memory_mb"], "MB", f"RAM of {name}"),
-        bar(host["local_gb_used"], host["local_gb"], "GB", f"disk of {name}"),
-    )
 
 
 async def fleet(request: web.Request) -> web.Response:
