@@ -129,6 +129,16 @@ class ImageDeleted:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ImageChanged:
+    """Event (topic `image.ImageChanged`) after a committed change that may narrow who sees an
+    image or what a boot takes from it: an update, a delete, a member removed. Compute keeps
+    the images it boots from for a while (`actors/compute/boot_images.py`) and forgets this
+    one on it. Best effort: one that could not be sent ages out of those caches instead."""
+
+    image_id: Id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BeginUpload:
     """Take a `queued` image into `saving` for one upload. Reply: UploadGranted; Conflict when
     it is not `queued`."""
@@ -228,6 +238,7 @@ MESSAGES = (
     UpdateImage,
     DeleteImage,
     ImageDeleted,
+    ImageChanged,
     BeginUpload,
     UploadGranted,
     FinishUpload,

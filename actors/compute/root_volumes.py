@@ -18,11 +18,16 @@ import asyncpg
 
 from actors.compute import attachment_sql, boot_images
 from actors.compute.volumes import Volumes, guest_disk
+from fabric.actor import subscribes
+from fabric.bus import Bus
+from fabric.config import Settings
 from fabric.service import service_context
+from fabric.store import Store
 from protocol import compute_agent as agent
 from protocol.compute import CreateServer, FlavorView
 from protocol.envelope import Context
 from protocol.errors import Invalid, NotFound
+from protocol.image import ImageChanged
 from protocol.volume import QUEUE as VOLUME
 from protocol.volume import (
     AttachmentReserved,
@@ -57,6 +62,15 @@ class RootVolumeFailed(Exception):
 
 
 class RootVolumes(Volumes):
+    def __init__(self, bus: Bus, store: Store, settings: Settings) -> None:
+        super().__init__(bus, store, settings)
+        #: What boots take from images, whether from an image or from a volume made of one.
+        self.images = boot_images.Images(bus)
+
+    @subscribes(ImageChanged)
+    async def on_image_changed(self, event: ImageChanged, ctx: Context) -> None:
+        self.images.forget(event.image_id)
+
     async def root_volume_spec(
         self, msg: CreateServer, flavor: FlavorView, ctx: Context
     ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -77,14 +91,14 @@ class RootVolumes(Volumes):
         else:
             if root.image_id is None:
                 raise Invalid(f"{FIELD}.uuid", "a volume or an image to boot from is required")
-            image = await boot_images.get_image(self.bus, root.image_id, f"{FIELD}.uuid", ctx)
+            image = await self.images.get(root.image_id, f"{FIELD}.uuid", ctx)
             size = root.size_gb or flavor.disk
             if not size:
                 raise Invalid(f"{FIELD}.volume_size", "required when the flavor has no disk")
             properties = dict(image.properties)
             volume_id, made = root_volume_id(msg.server_id), True
         # Every check before the volume is made: a request refused leaves no volume behind.
-        parts = await boot_images.kernel_boot(self.bus, properties, FIELD, ctx)
+        parts = await self.images.kernel_boot(properties, FIELD, ctx)
         if made:
             make = CreateVolume(
                 volume_id=volume_id, size_gb=size, image_id=root.image_id, name=f"{msg.name}-root"

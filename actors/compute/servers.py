@@ -104,8 +104,8 @@ class Servers(RootVolumes):
     # --- create --------------------------------------------------------------------------------
 
     async def _spawn_spec(self, msg: CreateServer, ctx: Context) -> tuple[ImageView, dict[str, Any]]:
-        image = await boot_images.get_image(self.bus, msg.image_id, "imageRef", ctx)
-        parts = await boot_images.kernel_boot(self.bus, image.properties, "imageRef", ctx)
+        image = await self.images.get(msg.image_id, "imageRef", ctx)
+        parts = await self.images.kernel_boot(image.properties, "imageRef", ctx)
         return image, {"root": boot_images.image_file(image, "imageRef")} | parts
 
     @handles(CreateServer, key=lambda m: m.server_id)
@@ -191,8 +191,11 @@ class Servers(RootVolumes):
             raise
         assert row is not None
         if created is not None:  # after commit: never announce a row that could still roll back
-            await self._announce([created], ctx)
-            await self.bus.cast(self.queue, ScheduleServer(server_id=msg.server_id), ctx)
+            # Together: each waits for the broker's confirm, and the 202 waits for both.
+            await asyncio.gather(
+                self._announce([created], ctx),
+                self.bus.cast(self.queue, ScheduleServer(server_id=msg.server_id), ctx),
+            )
         return server_sql.view(self._visible(row, ctx, msg.server_id))
 
     # --- the boot saga -------------------------------------------------------------------------

@@ -8,6 +8,7 @@ puts it back to `queued`. Visibility: admins see everything, others their projec
 public ones, and community ones.
 """
 
+import logging
 import uuid
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from fabric.actor import handles
 from fabric.service import ServiceActor
 from fabric.store import Connection
 from protocol.envelope import Context
-from protocol.errors import Conflict, Forbidden, Invalid, NotFound, QuotaExceeded
+from protocol.errors import Conflict, FabricError, Forbidden, Invalid, NotFound, QuotaExceeded
 from protocol.image import (
     QUEUE,
     AbortUpload,
@@ -27,6 +28,7 @@ from protocol.image import (
     FinishUpload,
     GetImage,
     GetMember,
+    ImageChanged,
     ImageDeleted,
     ImageList,
     ImageView,
@@ -41,6 +43,10 @@ from protocol.image import (
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: How long an `ImageChanged` may wait for the broker: after this the caches have aged it out.
+CHANGED_TTL_S = 30.0
+
+log = logging.getLogger("fabric.image")
 
 
 def owner_of(ctx: Context) -> str:
@@ -80,6 +86,14 @@ class Image(ServiceActor):
         if not may_change(ctx, image):
             raise Forbidden(f"image: {image_id} belongs to another project")
         return image
+
+    async def _changed(self, image_id: str, ctx: Context) -> None:
+        """Tell those who keep this image that it changed, after the commit. Best effort: they
+        also forget it after a while, so a broker that cannot take the event fails nothing."""
+        try:
+            await self.bus.publish(ImageChanged(image_id=image_id), ctx, ttl_s=CHANGED_TTL_S)
+        except FabricError as exc:
+            log.warning("image change not announced", extra={"image_id": image_id, "error": exc.message})
 
     @handles(CreateImage, key=lambda m: m.image_id)
     async def create_image(self, msg: CreateImage, ctx: Context) -> ImageView:
@@ -138,7 +152,9 @@ class Image(ServiceActor):
                 or msg.fields.container_format != image.container_format
             ):
                 raise Forbidden("image: disk and container formats are fixed once data is uploaded")
-            return await sql.update(tx, msg.image_id, msg.fields)
+            updated = await sql.update(tx, msg.image_id, msg.fields)
+        await self._changed(msg.image_id, ctx)
+        return updated
 
     @handles(DeleteImage, key=lambda m: m.image_id)
     async def delete_image(self, msg: DeleteImage, ctx: Context) -> ImageDeleted:
@@ -149,6 +165,7 @@ class Image(ServiceActor):
             if image.status == "saving":
                 raise Conflict("image", f"{msg.image_id} is being uploaded")
             await sql.delete(tx, msg.image_id)
+        await self._changed(msg.image_id, ctx)
         return ImageDeleted(location=image.location)
 
     @handles(BeginUpload, key=lambda m: m.image_id)
@@ -249,4 +266,6 @@ class Image(ServiceActor):
             await self._changeable(tx, ctx, msg.image_id)
             if not await sql.remove_member(tx, msg.image_id, msg.member_id):
                 raise NotFound("image member", msg.member_id)
-            return MemberList(items=tuple(await sql.members(tx, msg.image_id)))
+            left = MemberList(items=tuple(await sql.members(tx, msg.image_id)))
+        await self._changed(msg.image_id, ctx)
+        return left

@@ -281,6 +281,39 @@ async def test_bad_server_bodies_are_refused_by_field(api: Api, body: dict[str, 
     assert field in answer["badRequest"]["message"]
 
 
+async def test_a_boot_sees_an_image_change_at_once(api: Api) -> None:
+    """Compute keeps the images it boots from; the image service's `ImageChanged` makes it
+    forget one the moment it changes, so the next boot is checked against the image as it is."""
+    image, flavor = await api.image(), await api.flavor(ram=512)
+    first = await api.boot(image["id"], flavor["id"])  # compute now keeps the image
+    patch = [{"op": "replace", "path": "/min_ram", "value": 4096}]
+    headers = {"Content-Type": "application/openstack-images-v2.1-json-patch"}
+    status, _ = await api.glance("PATCH", f"/images/{image['id']}", json=patch, headers=headers)
+    assert status == 200
+    body = {"server": {"name": "too-small", "imageRef": image["id"], "flavorRef": flavor["id"]}}
+    deadline = time.monotonic() + 5  # the event travels through the broker after the PATCH's 200
+    while True:
+        status, answer = await api.nova("POST", "/servers", body)
+        if status == 400 or time.monotonic() > deadline:
+            break
+        assert status == 202
+        await api.nova("DELETE", f"/servers/{answer['server']['id']}")
+        await asyncio.sleep(0.05)
+    assert status == 400 and "smaller than image" in answer["badRequest"]["message"], answer
+    status, _ = await api.glance("DELETE", f"/images/{image['id']}")
+    assert status == 204
+    body["server"]["name"] = "gone"
+    deadline = time.monotonic() + 5
+    while True:
+        status, answer = await api.nova("POST", "/servers", body)
+        if status == 400 or time.monotonic() > deadline:
+            break
+        await api.nova("DELETE", f"/servers/{answer['server']['id']}")
+        await asyncio.sleep(0.05)
+    assert status == 400 and "could not be found" in answer["badRequest"]["message"], answer
+    await api.nova("DELETE", f"/servers/{first['id']}")
+
+
 async def test_unknown_image_and_malformed_json(api: Api) -> None:
     flavor = await api.flavor()
     body = {"server": {"name": "a", "imageRef": str(uuid.uuid4()), "flavorRef": flavor["id"]}}
