@@ -1,11 +1,14 @@
 """Per-project quotas: limits (Nova's defaults unless set) and usage counted atomically.
 
 Servers' usage (instances, cores, ram) lives in one row per project that the create and the
-delete of a server update in their own transaction: the create's UPDATE only matches when the
-new totals stay within the limits, and the row lock it takes makes concurrent creates of one
-project queue behind each other, so two of them can never both take the last slot. Other
+delete of a server update with the server's own row: the create's upsert (in
+`compute.create_server`, migration 006) only matches when the new totals stay within the limits,
+and the row lock it takes makes concurrent creates of one project queue behind each other, so
+two of them can never both take the last slot. Other
 counted things (keypairs, groups) are counted when created, under the same row lock.
 """
+
+from collections.abc import Mapping
 
 import asyncpg
 
@@ -46,35 +49,12 @@ def check(resource: str, used: int, more: int, limit: int) -> None:
         raise QuotaExceeded(resource, f"{limit} (requested {more}, already used {used})")
 
 
-# One more server, counted only if the new totals stay within the limits ($4..$6, -1 for none).
-# The first server of a project makes the row (its totals are checked before); later ones take
-# the row's lock through ON CONFLICT, so concurrent creates of one project queue here and the
-# check sees every earlier one. No row back: over a limit (and the row is locked for the read
-# that says which).
-TAKE_SERVER = """
-INSERT INTO compute.quota_usage AS u (project_id, instances, cores, ram) VALUES ($1, 1, $2, $3)
-ON CONFLICT (project_id) DO UPDATE
-   SET instances = u.instances + 1, cores = u.cores + $2, ram = u.ram + $3
- WHERE ($4 < 0 OR u.instances + 1 <= $4) AND ($5 < 0 OR u.cores + $2 <= $5) AND ($6 < 0 OR u.ram + $3 <= $6)
-RETURNING true"""
-
-
-async def take_server(tx: Connection, project_id: str, cores: int, ram: int, limit: dict[str, int]) -> None:
-    """Count one more server within `limit` (the project's `limits`, read before the
-    transaction), or raise QuotaExceeded naming the first resource over its limit. One
-    statement when it fits: creating servers is the hot path."""
-    for resource, more in (("instances", 1), ("cores", cores), ("ram", ram)):
-        check(resource, 0, more, limit[resource])  # over the limit even as the first server
-    taken = await tx.fetchval(
-        TAKE_SERVER, project_id, cores, ram, limit["instances"], limit["cores"], limit["ram"]
-    )
-    if taken:
-        return
-    used = await lock_usage(tx, project_id)
+def refuse_server(used: Mapping[str, int], cores: int, ram: int, limit: Mapping[str, int]) -> None:
+    """Raise QuotaExceeded naming the first resource (instances, cores, ram) that one more server
+    of `cores` and `ram` would take over its limit, the project already using `used`."""
     check("instances", used["instances"], 1, limit["instances"])
     check("cores", used["cores"], cores, limit["cores"])
     check("ram", used["ram"], ram, limit["ram"])
-    raise AssertionError("the quota update matched no row, yet every limit holds")
 
 
 async def give_back_server(tx: Connection, project_id: str, cores: int, ram: int) -> None:

@@ -68,23 +68,30 @@ def view(r: asyncpg.Record) -> ServerView:
     )
 
 
-async def insert(tx: Connection, values: dict[str, Any]) -> asyncpg.Record | None:
-    """The new server's row; None when a server with this id exists already (a retried create)."""
-    return await tx.fetchrow(
-        f"""INSERT INTO compute.servers (id, name, project_id, user_id, vm_state, task_state,
-                availability_zone, flavor, vcpus, ram_mb, disk_gb, image_id, spawn, key_name,
-                metadata, group_id, description, ports, addresses)
-            VALUES ($1, $2, $3, $4, 'building', 'scheduling', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-                    $15, $16, $17)
-            ON CONFLICT (id) DO NOTHING
-            RETURNING {COLUMNS}""",
-        values["id"], values["name"], values["project_id"], values["user_id"],
-        values["availability_zone"], orjson.dumps(values["flavor"]).decode(), values["vcpus"],
-        values["ram_mb"], values["disk_gb"], values["image_id"], orjson.dumps(values["spawn"]).decode(),
-        values["key_name"], orjson.dumps(values["metadata"]).decode(), values["group_id"],
-        values["description"], orjson.dumps(values["ports"]).decode(),
-        orjson.dumps(values["addresses"]).decode(),
-    )  # fmt: skip
+async def create(conn: Connection, values: dict[str, Any], limit: dict[str, int]) -> asyncpg.Record | None:
+    """Make the server and count it against its project's `limit` (the project's quota limits)
+    in one statement (migration 006): the row, with `made` false when a server with this id
+    existed already (a retried create); None when a limit would be exceeded (nothing written)."""
+    try:
+        return await conn.fetchrow(
+            f"""SELECT c.made, {COLUMNS}
+                  FROM compute.create_server($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+                                             $14, $15, $16, $17, $18, $19, $20) AS c,
+                       LATERAL (SELECT (c.server).*) AS servers""",
+            values["id"], values["name"], values["project_id"], values["user_id"],
+            values["availability_zone"], orjson.dumps(values["flavor"]).decode(), values["vcpus"],
+            values["ram_mb"], values["disk_gb"], values["image_id"], orjson.dumps(values["spawn"]).decode(),
+            values["key_name"], orjson.dumps(values["metadata"]).decode(), values["group_id"],
+            values["description"], orjson.dumps(values["ports"]).decode(),
+            orjson.dumps(values["addresses"]).decode(), limit["instances"], limit["cores"], limit["ram"],
+        )  # fmt: skip
+    except asyncpg.UniqueViolationError:
+        # The same id made by a create running beside this one: its row, as a retry gets.
+        row = await conn.fetchrow(
+            f"SELECT false AS made, {COLUMNS} FROM compute.servers WHERE id = $1", values["id"]
+        )
+        assert row is not None
+        return row
 
 
 async def get(conn: Connection, server_id: str) -> asyncpg.Record | None:

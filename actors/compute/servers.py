@@ -67,6 +67,7 @@ PLACE_TIMEOUT_S = 30.0
 #: How long a status event may wait for the broker: after this it is stale (readers have polled).
 ANNOUNCE_TTL_S = 30.0
 REAP_BATCH = 200
+ZERO_USAGE = {"instances": 0, "cores": 0, "ram": 0}
 
 
 def _fault(message: str, *, code: int = 500, details: str = "") -> ServerFault:
@@ -177,23 +178,26 @@ class Servers(RootVolumes):
             "ports": ports,
             "addresses": nics.addresses(ports),
         }
+        project = ctx.project_id or ""
         try:
-            async with self.store.transaction() as tx:
-                row = created = await server_sql.insert(tx, values)
-                if created is not None:
-                    await quota_sql.take_server(tx, ctx.project_id or "", flavor.vcpus, flavor.ram, limits)
-                else:
-                    row = await server_sql.get(tx, msg.server_id)
+            # Over a limit even as the project's first server (the count's upsert checks only
+            # an existing row).
+            quota_sql.refuse_server(ZERO_USAGE, flavor.vcpus, flavor.ram, limits)
+            async with self.store.connection() as conn:
+                row = await server_sql.create(conn, values, limits)
+                if row is None:
+                    used = await quota_sql.usage(conn, project)
+                    quota_sql.refuse_server(used, flavor.vcpus, flavor.ram, limits)
+                    raise QuotaExceeded("instances", "the last of the quota was taken by another create")
         except BaseException:
             await nics.release_ports(self.bus, ports, service_context(ctx.request_id))
             if root is not None:
                 await self.give_back_root_volume(root, ctx)
             raise
-        assert row is not None
-        if created is not None:  # after commit: never announce a row that could still roll back
+        if row["made"]:  # after commit: never announce a row that could still roll back
             # Together: each waits for the broker's confirm, and the 202 waits for both.
             await asyncio.gather(
-                self._announce([created], ctx),
+                self._announce([row], ctx),
                 self.bus.cast(self.queue, ScheduleServer(server_id=msg.server_id), ctx),
             )
         return server_sql.view(self._visible(row, ctx, msg.server_id))

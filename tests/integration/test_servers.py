@@ -375,6 +375,31 @@ async def test_quotas_are_checked_and_negative_ones_refused(
     assert status == 413 and "cores" in answer["overLimit"]["message"], answer
 
 
+async def test_creates_racing_for_the_last_of_a_quota_never_pass_it(
+    cloud: Cloud,
+    api: Api,
+    admin: Client,
+    member: Member,  # noqa: F811
+) -> None:
+    await api.nova("PUT", f"/os-quota-sets/{member.project_id}", {"quota_set": {"instances": 3}})
+    user = await login(cloud, admin, member)
+    image, flavor = await api.image(visibility="public"), await api.flavor()
+
+    async def create(i: int) -> tuple[int, Any]:
+        body = {"server": {"name": f"race-{i}", "imageRef": image["id"], "flavorRef": flavor["id"]}}
+        return await user.nova("POST", "/servers", body)
+
+    answers = await asyncio.gather(*(create(i) for i in range(12)))
+    assert sorted(status for status, _ in answers) == [202] * 3 + [413] * 9, answers
+    assert all("instances" in body["overLimit"]["message"] for status, body in answers if status == 413)
+    _, limits = await user.nova("GET", "/limits")
+    assert limits["limits"]["absolute"]["totalInstancesUsed"] == 3
+    _, listed = await user.nova("GET", "/servers")
+    assert len(listed["servers"]) == 3
+    for server in listed["servers"]:
+        await user.nova("DELETE", f"/servers/{server['id']}")
+
+
 async def test_keypairs_import_generate_and_conflict(api: Api) -> None:
     name = f"kp-{uuid.uuid4().hex[:6]}"
     status, made = await api.nova("POST", "/os-keypairs", {"keypair": {"name": name}})
