@@ -257,6 +257,30 @@ async def test_a_cast_sent_before_its_service_starts_waits_in_the_queue(buses: B
     await eventually(lambda: handled == ["early"])
 
 
+async def test_unconfirmed_casts_and_events_return_at_once_and_still_arrive(buses: Buses) -> None:
+    client, server, queue = await buses.new(), await buses.new(), fresh_queue()
+    handled: list[str] = []
+    got: list[str] = []
+
+    async def record(msg: Echo, _: Context) -> None:
+        handled.append(msg.payload)
+
+    async def on(event: TokensRevoked, _: Context) -> None:
+        got.append(str(event.revocation.user_id))
+
+    await server.serve(queue, record)
+    await server.subscribe((type_name(TokensRevoked),), on)
+    await client.cast(queue, Echo(payload="first"), ctx())  # the client knows the queue now
+    await eventually(lambda: handled == ["first"])
+    buses.cut(client)
+    # With the connection down no confirm can come, yet these return: they wait in the outbox.
+    for i in range(3):
+        await asyncio.wait_for(client.cast(queue, Echo(payload=str(i)), ctx(), confirm=False), 1)
+    await asyncio.wait_for(client.publish(revoked("soon"), ctx(), confirm=False), 1)
+    assert handled == ["first"] and got == []  # none of them could have reached the broker yet
+    await eventually(lambda: sorted(handled) == ["0", "1", "2", "first"] and got == ["soon"], timeout_s=15)
+
+
 async def test_a_failing_cast_is_retried_until_it_succeeds(buses: Buses) -> None:
     client, server, queue = await buses.new(), await buses.new(), fresh_queue()
     attempts: list[int] = []

@@ -79,10 +79,12 @@ class Servers(RootVolumes):
 
     # --- announcing ----------------------------------------------------------------------------
 
-    async def _announce(self, rows: Iterable[asyncpg.Record | None], ctx: Context) -> None:
+    async def _announce(
+        self, rows: Iterable[asyncpg.Record | None], ctx: Context, *, confirm: bool = True
+    ) -> None:
         """Publish the moved rows' new status, after commit. Best effort: the event only saves
         watchers a poll, so a broker that cannot take it must not fail (and replay) a step that
-        is already done; the row stays the truth."""
+        is already done; the row stays the truth. `confirm=False`: do not wait for the broker."""
         for row in rows:
             if row is None:
                 continue
@@ -95,7 +97,7 @@ class Servers(RootVolumes):
                 host=row["host"],
             )
             try:
-                await self.bus.publish(event, ctx, ttl_s=ANNOUNCE_TTL_S)
+                await self.bus.publish(event, ctx, ttl_s=ANNOUNCE_TTL_S, confirm=confirm)
             except FabricError as exc:
                 log.warning(
                     "server status not announced",
@@ -195,11 +197,11 @@ class Servers(RootVolumes):
                 await self.give_back_root_volume(root, ctx)
             raise
         if row["made"]:  # after commit: never announce a row that could still roll back
-            # Together: each waits for the broker's confirm, and the 202 waits for both.
-            await asyncio.gather(
-                self._announce([row], ctx),
-                self.bus.cast(self.queue, ScheduleServer(server_id=msg.server_id), ctx),
-            )
+            # The server exists from here, whatever the broker says: the 202 does not wait for
+            # its confirms. A lost status event costs watchers a poll; a lost first step is
+            # driven again by the reaper, as after a crash.
+            await self._announce([row], ctx, confirm=False)
+            await self.bus.cast(self.queue, ScheduleServer(server_id=msg.server_id), ctx, confirm=False)
         return server_sql.view(self._visible(row, ctx, msg.server_id))
 
     # --- the boot saga -------------------------------------------------------------------------

@@ -135,19 +135,37 @@ class Bus:
             self._pending.pop(envelope_id, None)
 
     async def cast(
-        self, queue: str, message: object, ctx: Context, *, ttl_s: float = DEFAULT_CAST_TTL_S
+        self,
+        queue: str,
+        message: object,
+        ctx: Context,
+        *,
+        ttl_s: float = DEFAULT_CAST_TTL_S,
+        confirm: bool = True,
     ) -> None:
-        """Send a command; return once the broker has it (publisher confirm)."""
+        """Send a command; return once the broker has it (publisher confirm). `confirm=False`:
+        return once it is queued to be sent (see `_unconfirmed`)."""
         ctx = dataclasses.replace(ctx, deadline=time.time() + ttl_s)
         body = encode_envelope(uuid.uuid4().hex, message, ctx)
         await self._ensure_queue(queue)
-        await self._outbox("command", queue).add(body, ctx.deadline)
+        sent = self._outbox("command", queue).add(body, ctx.deadline)
+        if confirm:
+            await sent
+        else:
+            _unconfirmed(sent, message, queue)
 
-    async def publish(self, event: object, ctx: Context, *, ttl_s: float = DEFAULT_CAST_TTL_S) -> None:
-        """Send an event on the topic named by its type (e.g. `identity.TokensRevoked`)."""
+    async def publish(
+        self, event: object, ctx: Context, *, ttl_s: float = DEFAULT_CAST_TTL_S, confirm: bool = True
+    ) -> None:
+        """Send an event on the topic named by its type (e.g. `identity.TokensRevoked`); as
+        `cast`, `confirm=False` returns once it is queued to be sent."""
         ctx = dataclasses.replace(ctx, deadline=time.time() + ttl_s)
         body = encode_envelope(uuid.uuid4().hex, event, ctx)
-        await self._outbox("event", name_of(event)).add(body, ctx.deadline)
+        sent = self._outbox("event", name_of(event)).add(body, ctx.deadline)
+        if confirm:
+            await sent
+        else:
+            _unconfirmed(sent, event, name_of(event))
 
     async def _ensure_queue(self, queue: str) -> None:
         # Declared by the sender too, so that commands sent before the service starts wait in
@@ -256,6 +274,19 @@ class Bus:
         await consumer.start()
         self._consumers.add(consumer)
         return consumer
+
+
+def _unconfirmed(sent: "asyncio.Future[None]", message: object, target: str) -> None:
+    """For a message whose loss something else repairs (a reaper drives a saga's step again,
+    readers of an event keep a slow poll), sent from a path that answers people: waiting for
+    the broker's confirm there only makes them wait. The outbox still retries it until its TTL,
+    in order with what is sent after it to the same target; one it gives up on is logged."""
+
+    def check(done: "asyncio.Future[None]") -> None:
+        if not done.cancelled() and done.exception() is not None:
+            log.warning("unconfirmed message lost", extra={"type": name_of(message), "target": target})
+
+    sent.add_done_callback(check)
 
 
 class _Outbox:

@@ -1,5 +1,6 @@
 """The bus contract on the in-memory broker."""
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -8,7 +9,9 @@ import pytest
 
 from fabric.bus import Bus
 from fabric.bus.memory import MemoryBroker, MemoryTransport
+from protocol.system import Echo
 from tests.bus_contract import *  # noqa: F403 - the shared suite runs here
+from tests.bus_contract import ctx, eventually
 
 
 class MemoryBuses:
@@ -43,3 +46,17 @@ async def buses() -> AsyncIterator[MemoryBuses]:
     made = MemoryBuses()
     yield made
     await made.close()
+
+
+async def test_an_unconfirmed_cast_the_broker_never_took_is_logged(
+    buses: MemoryBuses, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await buses.new()
+    await client.cast("test.lost", Echo(payload="declared"), ctx())
+    assert isinstance(client.transport, MemoryTransport)
+    buses.broker.kill(client.transport)
+    with caplog.at_level(logging.WARNING, logger="fabric.bus"):
+        await client.cast("test.lost", Echo(payload="lost"), ctx(), ttl_s=0.1, confirm=False)
+        await eventually(lambda: any(r.message == "unconfirmed message lost" for r in caplog.records))
+    lost = next(r for r in caplog.records if r.message == "unconfirmed message lost")
+    assert lost.__dict__["target"] == "test.lost" and lost.__dict__["type"].endswith("Echo")
