@@ -11,8 +11,17 @@ import asyncpg
 import orjson
 
 from actors.compute import boot
+from actors.compute.sql import FLAVOR_COLUMNS, usable
 from fabric.store import Connection
-from protocol.compute import AttachedVolume, FlavorView, ServerAddress, ServerFault, ServerView
+from protocol.codec import decode
+from protocol.compute import (
+    QUOTA_DEFAULTS,
+    AttachedVolume,
+    FlavorView,
+    ServerAddress,
+    ServerFault,
+    ServerView,
+)
 from protocol.scheduler import Placed
 
 COLUMNS = """id, name, description, project_id, user_id, vm_state, task_state, power_state, host, agent_queue,
@@ -66,6 +75,28 @@ def view(r: asyncpg.Record) -> ServerView:
         },
         volumes_attached=tuple(AttachedVolume(**v) for v in orjson.loads(r["volumes"] or "[]")),
     )
+
+
+async def create_inputs(
+    conn: Connection, server_id: str, flavor_id: str, *, project: str | None, admin: bool
+) -> tuple[bool, FlavorView | None, dict[str, int]]:
+    """What a create reads before it makes anything, in one round trip: whether a server with
+    this id exists (a retried create), the flavor if the caller may use it, and the project's
+    quota limits (Nova's defaults where none is set)."""
+    r = await conn.fetchrow(
+        f"""SELECT EXISTS (SELECT 1 FROM compute.servers WHERE id = $1) AS server_exists,
+                   (SELECT coalesce(jsonb_object_agg(resource, hard_limit), '{{}}')
+                      FROM compute.quota_limits WHERE project_id = $2) AS limits,
+                   to_jsonb(f) AS flavor
+              FROM (SELECT 1) AS one
+              LEFT JOIN LATERAL (SELECT {FLAVOR_COLUMNS} FROM compute.flavors
+                                  WHERE id = $3 AND ($4::bool OR {usable("$2")})) AS f ON true""",
+        server_id, project, flavor_id, admin,
+    )  # fmt: skip
+    assert r is not None
+    # Through the codec: JSON has no float type, so rxtx_factor 1.0 comes back as 1.
+    flavor = decode(FlavorView, orjson.loads(r["flavor"])) if r["flavor"] else None
+    return r["server_exists"], flavor, QUOTA_DEFAULTS | orjson.loads(r["limits"])
 
 
 async def create(conn: Connection, values: dict[str, Any], limit: dict[str, int]) -> asyncpg.Record | None:

@@ -23,7 +23,6 @@ import asyncpg
 import orjson
 
 from actors.compute import boot, boot_images, nics, quota_sql, server_sql
-from actors.compute import sql as flavor_sql
 from actors.compute.root_volumes import RootVolumeFailed, RootVolumes
 from fabric.actor import handles, subscribes
 from fabric.service import require_admin, require_member, service_context
@@ -118,12 +117,13 @@ class Servers(RootVolumes):
             # Nova's `zone:host` (or `zone::node`) picks the host: for admins only.
             require_admin(ctx, "os_compute_api:servers:create:forced_host")
         async with self.store.connection() as tx:
-            row = await server_sql.get(tx, msg.server_id)
-            if row is not None:
-                return server_sql.view(self._visible(row, ctx, msg.server_id))
-            flavor = await flavor_sql.get_flavor(
-                tx, msg.flavor_id, project=ctx.project_id, admin=ctx.is_admin
+            exists, flavor, limits = await server_sql.create_inputs(
+                tx, msg.server_id, msg.flavor_id, project=ctx.project_id, admin=ctx.is_admin
             )
+            if exists:
+                row = await server_sql.get(tx, msg.server_id)
+                if row is not None:
+                    return server_sql.view(self._visible(row, ctx, msg.server_id))
             if flavor is None:
                 raise Invalid("flavorRef", f"flavor {msg.flavor_id} could not be found")
             if msg.key_name is not None and not await tx.fetchval(
@@ -137,7 +137,6 @@ class Servers(RootVolumes):
                 msg.group_id, ctx.project_id,
             ):  # fmt: skip
                 raise Invalid("os:scheduler_hints.group", f"server group {msg.group_id} could not be found")
-            limits = await quota_sql.limits(tx, ctx.project_id or "")
         if limits["metadata_items"] >= 0 and len(msg.metadata) > limits["metadata_items"]:
             raise QuotaExceeded("metadata_items", str(limits["metadata_items"]))
         root: dict[str, Any] | None = None

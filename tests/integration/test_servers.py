@@ -400,6 +400,32 @@ async def test_creates_racing_for_the_last_of_a_quota_never_pass_it(
         await user.nova("DELETE", f"/servers/{server['id']}")
 
 
+async def test_a_private_flavor_boots_only_in_the_projects_given_it(
+    cloud: Cloud,
+    api: Api,
+    admin: Client,
+    member: Member,  # noqa: F811
+) -> None:
+    body = {"flavor": {"name": f"priv-{uuid.uuid4().hex[:6]}", "vcpus": 1, "ram": 256, "disk": 1}}
+    status, made = await api.nova(
+        "POST", "/flavors", {"flavor": body["flavor"] | {"os-flavor-access:is_public": False}}
+    )
+    assert status == 200, made
+    flavor = made["flavor"]["id"]
+    user = await login(cloud, admin, member)
+    image = await api.image(visibility="public")
+    server = {"server": {"name": "private", "imageRef": image["id"], "flavorRef": flavor}}
+    status, answer = await user.nova("POST", "/servers", server)
+    assert status == 400 and "flavorRef" in answer["badRequest"]["message"], answer
+    access = {"addTenantAccess": {"tenant": member.project_id}}
+    assert (await api.nova("POST", f"/flavors/{flavor}/action", access))[0] == 200
+    status, answer = await user.nova("POST", "/servers", server)
+    assert status == 202, answer
+    shown = await user.wait(answer["server"]["id"], "ACTIVE")
+    assert shown["flavor"]["id"] == flavor
+    await user.nova("DELETE", f"/servers/{answer['server']['id']}")
+
+
 async def test_keypairs_import_generate_and_conflict(api: Api) -> None:
     name = f"kp-{uuid.uuid4().hex[:6]}"
     status, made = await api.nova("POST", "/os-keypairs", {"keypair": {"name": name}})
