@@ -202,11 +202,13 @@ async def placed(tx: Connection, server_id: str, where: Placed) -> asyncpg.Recor
 
 
 async def spawned(tx: Connection, server_id: str, host: str) -> asyncpg.Record | None:
-    """Spawning → active; None when it was not spawning on `host`."""
+    """Spawning → active; None when it was not spawning on `host`. `on_volume`: whether it
+    boots from a volume (whose attachment then completes)."""
     return await tx.fetchrow(
         f"""UPDATE compute.servers SET vm_state = 'active', task_state = NULL, power_state = 1,
                 launched_at = now(), updated_at = now(), step_at = now()
-            WHERE id = $1 AND host = $2 AND task_state = 'spawning' RETURNING {MOVED}""",
+            WHERE id = $1 AND host = $2 AND task_state = 'spawning'
+        RETURNING {MOVED}, spawn ? 'root_volume' AS on_volume""",
         server_id, host,
     )  # fmt: skip
 

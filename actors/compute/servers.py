@@ -318,7 +318,8 @@ class Servers(RootVolumes):
             log.info("spawn reported for a server not spawning there", extra={"server_id": msg.server_id})
             return
         await self._announce([active], ctx)
-        await self.complete_root_attachments(msg.server_id, ctx)
+        if active["on_volume"]:
+            await self.complete_root_attachments(msg.server_id, ctx)
 
     @handles(agent.GuestSpawnFailed, key=lambda m: m.server_id)
     async def on_spawn_failed(self, msg: agent.GuestSpawnFailed, ctx: Context) -> None:
