@@ -35,13 +35,20 @@ COLUMNS = """id, name, description, project_id, user_id, vm_state, task_state, p
 MOVED = "id, project_id, name, vm_state, task_state, host"
 
 
-#: Live servers and, as vm_state `deleted` with their deletion as `updated_at`, the deleted ones
-#: still kept: what `changes-since` and the DELETED status filter read.
-WITH_DELETED = """(SELECT * FROM compute.servers
+def with_deleted(project: str | None, since: str | None) -> str:
+    """Live servers and, as vm_state `deleted` with their deletion as `updated_at`, the deleted
+    ones still kept: what `changes-since` and the DELETED status filter read. `project` and
+    `since` (SQL parameters, or None for any) pick the deleted rows by their own indexed columns
+    before each is turned back into a row: filtered only outside, every poll of `changes-since`
+    rebuilt every deleted server kept (10,000 of them 20 times a second in `bench run`)."""
+    picked = [f"d.project_id = {project}"] if project else []
+    picked += [f"d.deleted_at >= to_timestamp({since})"] if since else []
+    where = f"WHERE {' AND '.join(picked)}" if picked else ""
+    return f"""(SELECT * FROM compute.servers
     UNION ALL
     SELECT (jsonb_populate_record(NULL::compute.servers, d.row || jsonb_build_object(
                'vm_state', 'deleted', 'task_state', NULL, 'updated_at', d.deleted_at))).*
-      FROM compute.deleted_servers d) AS servers"""
+      FROM compute.deleted_servers d {where}) AS servers"""
 
 
 def view(r: asyncpg.Record) -> ServerView:
@@ -153,8 +160,6 @@ async def list_servers(
     limit: int,
 ) -> list[asyncpg.Record]:
     """Deleted servers are in only when asked for by `changes_since` or the deleted status."""
-    deleted = changes_since is not None or (status is not None and status[0] == "deleted")
-    source = WITH_DELETED if deleted else "compute.servers"
     where: list[str] = []
     args: list[Any] = []
 
@@ -162,8 +167,12 @@ async def list_servers(
         args.append(value)
         return f"${len(args)}"
 
-    if project_id is not None:
-        where.append(f"project_id = {arg(project_id)}")
+    project = arg(project_id) if project_id is not None else None
+    since = arg(changes_since) if changes_since is not None else None
+    deleted = since is not None or (status is not None and status[0] == "deleted")
+    source = with_deleted(project, since) if deleted else "compute.servers"
+    if project is not None:
+        where.append(f"project_id = {project}")
     if name is not None:
         where.append(f"name = {arg(name)}")
     if status is not None:
@@ -176,8 +185,8 @@ async def list_servers(
         where.append(f"image_id = {arg(image_id)}")
     if flavor_id is not None:
         where.append(f"flavor->>'id' = {arg(flavor_id)}")
-    if changes_since is not None:
-        where.append(f"updated_at >= to_timestamp({arg(changes_since)})")
+    if since is not None:
+        where.append(f"updated_at >= to_timestamp({since})")
     if marker is not None:
         m = arg(marker)
         where.append(f"(created_at, id) < (SELECT created_at, id FROM {source} WHERE id = {m})")
@@ -280,7 +289,7 @@ async def begin_delete(tx: Connection, server_id: str) -> asyncpg.Record | None:
 
 
 async def remove(tx: Connection, server_id: str) -> asyncpg.Record | None:
-    """Delete the row of a server being deleted, keeping it as deleted (`WITH_DELETED`); its
+    """Delete the row of a server being deleted, keeping it as deleted (`with_deleted`); its
     usage, for the quota, and what announces it gone."""
     return await tx.fetchrow(
         """WITH gone AS (DELETE FROM compute.servers WHERE id = $1 AND task_state = 'deleting'
