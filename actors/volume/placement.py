@@ -4,9 +4,12 @@ Every replica subscribes to every `VolumeHostReport` (no group) and keeps `hosts
 memory: a create reads no database to place its volume. Reports are also written to
 `volume.hosts` (only when something changed, or every third of the TTL), which a replica reads
 at start and again when its memory has no host for a volume, so that a replica that just
-started places volumes at once instead of failing them until the next report interval.
+started places volumes at once instead of failing them until the next report interval. A cloud
+that is just starting has no host anywhere yet: for its first STARTUP_GRACE_S, a create that
+finds none waits for the first report instead of failing with "No valid backend".
 """
 
+import asyncio
 import time
 
 from actors.volume import sql
@@ -19,6 +22,9 @@ from fabric.store import Store
 from protocol.envelope import Context
 from protocol.volume_agent import VolumeHostReport
 
+#: How long after this replica starts a create waits for the first storage host to report.
+STARTUP_GRACE_S = 10.0
+
 
 class Placement(ServiceActor):
     def __init__(self, bus: Bus, store: Store, settings: Settings) -> None:
@@ -28,11 +34,14 @@ class Placement(ServiceActor):
         )
         #: What was last written to volume.hosts for each host, and when (monotonic).
         self._written: dict[str, tuple[tuple[object, ...], float]] = {}
+        self._started = time.monotonic()
+        self._first_report = asyncio.Event()
 
     @subscribes(VolumeHostReport)
     async def on_host_report(self, report: VolumeHostReport, ctx: Context) -> None:
         now = time.monotonic()
         self.hosts.heard(report, now)
+        self._first_report.set()
         facts = (
             report.host,
             report.backend,
@@ -70,6 +79,13 @@ class Placement(ServiceActor):
         host = self.hosts.pick(size_gb, backend=backend, zone=zone, now=time.monotonic())
         if host is None:
             await self.load_hosts()
+            host = self.hosts.pick(size_gb, backend=backend, zone=zone, now=time.monotonic())
+        grace = self._started + STARTUP_GRACE_S - time.monotonic()
+        if host is None and not self._first_report.is_set() and grace > 0:
+            try:
+                await asyncio.wait_for(self._first_report.wait(), grace)
+            except TimeoutError:
+                return None
             host = self.hosts.pick(size_gb, backend=backend, zone=zone, now=time.monotonic())
         if host is not None:
             self.hosts.place(host, size_gb)
