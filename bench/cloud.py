@@ -161,9 +161,24 @@ async def own_fabric(
         except ChildFailed:
             log.error("the bench fabric failed; its log:\n%s", tail(logs))
             raise
+        except Exception:
+            # A run that failed inside the cloud (a server in ERROR, say) says why only in the
+            # fabric's log, which goes with the run's directory: show its end.
+            log.error("the run failed; the bench fabric's warnings:\n%s", warnings(logs))
+            raise
         finally:
             await drop_database(database_url)
             log.info("dropped database %s", urlsplit(database_url).path.lstrip("/"))
+
+
+def warnings(path: Path, most: int = 40) -> str:
+    """The last `most` warning and error lines of a fabric's JSON log."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    found = [line for line in lines if '"level":"warning"' in line or '"level":"error"' in line]
+    return "\n".join(found[-most:]) or "(none)"
 
 
 async def _start_one(
