@@ -174,8 +174,28 @@ class NetworkAgentReport:
     sent_at: float
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlugPorts:
+    """Call to a host's network agent from its compute agent, before a guest with these ports
+    starts (what Nova's wait for Neutron's `network-vif-plugged` is for). The agent answers
+    after a convergence to a state it fetched after the call arrived: the ports were bound
+    before, so that state has their networks, and no convergence to an older state (one that
+    would remove a bridge that looked unused) can run after the answer. Reply: PortsPlugged."""
+
+    port_ids: Annotated[tuple[Id, ...], MaxLen(64)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PortsPlugged:
+    """`missing`: the asked ports that the host's state does not have (not bound to the host)."""
+
+    missing: tuple[Id, ...]
+
+
 MESSAGES = (
     GetHostNetworking,
+    PlugPorts,
+    PortsPlugged,
     NetworkingChanged,
     NetworkAgentReport,
     Lease,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from fabric.actor import Actor, handles
 from fabric.bus import Bus
+from fabric.service import service_context
 from fabric.virt import (
     AttachFailed,
     DetachFailed,
@@ -29,14 +30,16 @@ from fabric.virt import (
 from protocol import compute_agent as wire
 from protocol.compute import QUEUE as COMPUTE
 from protocol.envelope import Context
-from protocol.errors import FabricError, Invalid, NotFound
-from protocol.network_agent import NetworkAgentReport
+from protocol.errors import FabricError, Invalid, NotFound, Timeout
+from protocol.network_agent import NetworkAgentReport, PlugPorts, PortsPlugged, network_agent_queue
 from protocol.scheduler import CapacityReport
 
 log = logging.getLogger("fabric.compute_agent")
 
 #: Reconciling waits for the compute service this long per try, and retries until it answers.
 SYNC_TIMEOUT_S = 30.0
+#: A spawn waits this long for the host's network agent to plug the guest's ports.
+PLUG_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +195,8 @@ class ComputeAgent(Actor):
             disks=msg.disks,
         )
         try:
+            if spec.nics and not host.simulated_network:
+                await self._plug(host.name, spec, ctx)
             await host.driver.spawn(spec)
         except SpawnFailed as exc:
             log.warning(
@@ -206,6 +211,20 @@ class ComputeAgent(Actor):
             COMPUTE, wire.GuestSpawned(host=msg.host, server_id=msg.server_id, power="running"), ctx
         )
         await self.report(host)
+
+    async def _plug(self, host: str, spec: GuestSpec, ctx: Context) -> None:
+        """Wait for the host's network agent to have plumbed the guest's ports (PlugPorts)."""
+        ask = PlugPorts(port_ids=tuple(nic.port_id for nic in spec.nics))
+        plug_ctx = service_context(ctx.request_id, timeout_s=PLUG_TIMEOUT_S)
+        try:
+            plugged: PortsPlugged = await self.bus.call(network_agent_queue(host), ask, plug_ctx)
+        except Timeout:
+            waited = f"{PLUG_TIMEOUT_S:.0f} s"
+            raise SpawnFailed(
+                f"the network agent of host {host} did not plug the ports in {waited}: is it running?"
+            ) from None
+        if plugged.missing:
+            raise SpawnFailed(f"port(s) {', '.join(plugged.missing)} are not bound to host {host}")
 
     @handles(wire.SetGuestPower, key=lambda m: m.server_id)
     async def set_power(self, msg: wire.SetGuestPower, ctx: Context) -> None:

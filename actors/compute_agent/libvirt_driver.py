@@ -626,8 +626,9 @@ BRIDGE_WAIT_S = 30.0
 
 async def wait_for_bridges(spec: GuestSpec) -> None:
     """The bridges of the guest's networks, made by the host's network agent once the ports were
-    bound here (a moment before the spawn was sent): wait for them, or fail the spawn saying
-    which network is not plumbed, rather than boot a guest whose NIC goes nowhere."""
+    bound here. The agent has answered the compute agent's `PlugPorts` by now, but a convergence
+    that failed on a bridge retries: wait for them a while, or fail the spawn saying which
+    network is not plumbed, rather than boot a guest whose NIC goes nowhere."""
     deadline = time.monotonic() + BRIDGE_WAIT_S
     for nic in spec.nics:
         bridge = Path("/sys/class/net") / bridge_name(nic.network_id) / "bridge"
