@@ -4,14 +4,19 @@ A throughput figure means little without what it cost: the report carries, for e
 the harness started (and the processes those started), and for the PostgreSQL and RabbitMQ
 servers it uses when they run on this machine, CPU seconds used during the run and memory over
 time, with its peak. Sampled from /proc every `interval_s` (Linux only; elsewhere the figures
-are absent). Memory is the proportional set size (PSS): resident memory with each shared page
-divided among the processes sharing it, so that figures of many processes (PostgreSQL's
-backends share its buffers) add up to what they really hold together, where plain RSS would
-count shared pages once per process.
+are absent), in a thread: a sample reads a few hundred /proc files (PostgreSQL's backends'
+`smaps_rollup` are slow to make), 20–30 ms that would otherwise stop the load generator's event
+loop each time and add themselves to every request in flight.
+
+Memory is the proportional set size (PSS): resident memory with each shared page divided among
+the processes sharing it, so that figures of many processes (PostgreSQL's backends share its
+buffers) add up to what they really hold together, where plain RSS would count shared pages
+once per process.
 """
 
 import asyncio
 import os
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -79,8 +84,8 @@ def _postmaster(database_url: str) -> int | None:
         return None  # not a superuser, or the server is elsewhere
 
 
-def descendants(pid: int) -> list[int]:
-    """`pid` and every process below it (a `fabric up` that forks helpers counts them too)."""
+def process_tree() -> dict[int, list[int]]:
+    """Each process's children, by parent PID: one walk of /proc."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -90,11 +95,17 @@ def descendants(pid: int) -> list[int]:
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def descendants(pid: int, children: Mapping[int, list[int]] | None = None) -> list[int]:
+    """`pid` and every process below it (a `fabric up` that forks helpers counts them too)."""
+    tree = process_tree() if children is None else children
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
         found.append(current)
-        todo.extend(children.get(current, []))
+        todo.extend(tree.get(current, []))
     return found
 
 
@@ -103,52 +114,64 @@ class Sampler:
     """Samples the named processes until stopped; `summary()` gives the report's figures."""
 
     pids: Mapping[str, int]
-    interval_s: float = 0.5
+    interval_s: float = 1.0
     t: list[float] = field(default_factory=list)
     rss: dict[str, list[float]] = field(default_factory=dict)
     cpu_pct: dict[str, list[float]] = field(default_factory=dict)
-    _cpu_first: dict[str, float] = field(default_factory=dict)
-    _cpu_last: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds each process has used in the run so far, by name.
+    _cpu_used: dict[str, float] = field(default_factory=dict)
+    #: Each process's CPU seconds at the last sample, by PID: a backend that exits takes its
+    #: seconds with it, so the run's CPU is the sum of each process's own increases.
+    _pid_cpu: dict[int, float] = field(default_factory=dict)
     _began: float = 0.0
+    #: The sampling thread and a last sample taken on the loop must not interleave.
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def _read(self, name: str, pid: int) -> tuple[float, float] | None:
-        """(PSS MiB, CPU seconds) of the process and its descendants."""
-        total_rss = total_cpu = 0.0
+    def _read(self, pid: int, tree: Mapping[int, list[int]], first: bool) -> tuple[float, float] | None:
+        """(PSS MiB, CPU seconds used since the last sample) of the process and its descendants.
+        A process first seen after the first sample started during the run: all its CPU counts."""
+        total_rss = used = 0.0
         seen = False
-        for each in descendants(pid):
+        for each in descendants(pid, tree):
             rss, cpu = pss_mib(each), process_seconds(each)
             if rss is None or cpu is None:
                 continue
             seen = True
             total_rss += rss
-            total_cpu += cpu
-        return (total_rss, total_cpu) if seen else None
+            last = self._pid_cpu.get(each)
+            if last is not None and cpu >= last:
+                used += cpu - last
+            elif not first:  # new, or a new process under a recycled PID
+                used += cpu
+            self._pid_cpu[each] = cpu
+        return (total_rss, used) if seen else None
 
     def sample(self) -> None:
+        with self._lock:
+            self._sample(process_tree())
+
+    def _sample(self, tree: Mapping[int, list[int]]) -> None:
         now = time.perf_counter()
-        if not self.t:
+        first = not self.t
+        if first:
             self._began = now
         step = now - self._began - (self.t[-1] if self.t else 0.0)
         self.t.append(round(now - self._began, 2))
         for name, pid in self.pids.items():
-            read = self._read(name, pid)
-            rss, cpu = read if read is not None else (0.0, self._cpu_last.get(name, 0.0))
+            rss, used = self._read(pid, tree, first) or (0.0, 0.0)
             self.rss.setdefault(name, []).append(round(rss, 1))
-            previous = self._cpu_last.get(name)
-            pct = 100 * (cpu - previous) / step if previous is not None and step > 0 else 0.0
-            self.cpu_pct.setdefault(name, []).append(round(pct, 1))
-            self._cpu_first.setdefault(name, cpu)
-            self._cpu_last[name] = cpu
+            self.cpu_pct.setdefault(name, []).append(round(100 * used / step, 1) if step > 0 else 0.0)
+            self._cpu_used[name] = self._cpu_used.get(name, 0.0) + used
 
     async def run(self) -> None:
         while True:
-            self.sample()
+            await asyncio.to_thread(self.sample)
             await asyncio.sleep(self.interval_s)
 
     def summary(self) -> dict[str, dict[str, float]]:
         return {
             name: {
-                "cpu_s": round(self._cpu_last.get(name, 0.0) - self._cpu_first.get(name, 0.0), 2),
+                "cpu_s": round(self._cpu_used.get(name, 0.0), 2),
                 "peak_rss_mib": max(self.rss.get(name, [0.0])),
             }
             for name in self.pids

@@ -147,7 +147,7 @@ async def measure(
             )
         finally:
             sampling.cancel()
-            sampler.sample()
+            await asyncio.to_thread(sampler.sample)
         load_after = load_average()
         try:
             await clean_up(ctx)
