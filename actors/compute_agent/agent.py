@@ -117,7 +117,13 @@ class ComputeAgent(Actor):
         )
 
     async def report(self, host: HostConfig) -> None:
+        """The host's capacity now: periodically, and at once after a guest comes or goes."""
         await self.bus.publish(self._report(host), _context(), ttl_s=self.report_interval_s * 3)
+
+    async def _report_periodically(self, host: HostConfig) -> None:
+        """A simulated host's network agent says it is alive on the interval only, as a real
+        one does: a guest coming or going changes nothing it reports."""
+        await self.report(host)
         if host.simulated_network:
             event = NetworkAgentReport(host=host.name, generation=0, sent_at=time.time())
             await self.bus.publish(event, _context(), ttl_s=self.report_interval_s * 3)
@@ -128,7 +134,7 @@ class ComputeAgent(Actor):
         A fleet of thousands behind one agent would otherwise land on the scheduler as one
         burst per interval, stalling placements while it is absorbed."""
         hosts = list(self.hosts.values())
-        await asyncio.gather(*(self.report(h) for h in hosts))
+        await asyncio.gather(*(self._report_periodically(h) for h in hosts))
         slices = [hosts[i::REPORT_SLICES] for i in range(min(REPORT_SLICES, len(hosts)))]
         loop = asyncio.get_running_loop()
         while True:
@@ -137,7 +143,7 @@ class ComputeAgent(Actor):
                 await asyncio.sleep(
                     max(0.0, began + (i + 1) * self.report_interval_s / len(slices) - loop.time())
                 )
-                await asyncio.gather(*(self.report(h) for h in part))
+                await asyncio.gather(*(self._report_periodically(h) for h in part))
 
     # --- reconciling ---------------------------------------------------------------------------
 
