@@ -429,6 +429,22 @@ class SetQuotas:
     limits: Annotated[dict[str, QuotaLimit], MaxLen(32)]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuotaLimitsChanged:
+    """Event (topic `compute.QuotaLimitsChanged`) after an admin set a project's limits: compute
+    replicas keep limits for creates (`actors/compute/create_inputs.py`) and forget these."""
+
+    project_id: Annotated[str, MinLen(1), MaxLen(64)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlavorChanged:
+    """Event (topic `compute.FlavorChanged`) after a flavor was deleted or a project's access to
+    it granted or revoked: compute replicas keep flavors for creates and forget this one."""
+
+    flavor_id: Annotated[str, MinLen(1), MaxLen(255)]
+
+
 # --- server groups -----------------------------------------------------------------------------
 
 
@@ -554,6 +570,8 @@ MESSAGES = (
     QuotaSet,
     GetQuotas,
     SetQuotas,
+    QuotaLimitsChanged,
+    FlavorChanged,
     ServerGroupView,
     ServerGroupList,
     CreateServerGroup,

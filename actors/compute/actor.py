@@ -9,7 +9,7 @@ found, not forbidden, so that its existence does not leak).
 from collections.abc import Awaitable
 from pathlib import Path
 
-from actors.compute import sql
+from actors.compute import create_inputs, sql
 from actors.compute.groups import ServerGroups
 from actors.compute.keypairs import Keypairs
 from actors.compute.quotas import Quotas
@@ -23,6 +23,7 @@ from protocol.compute import (
     DeleteFlavor,
     ExtraSpecs,
     FlavorAccess,
+    FlavorChanged,
     FlavorList,
     FlavorView,
     GetExtraSpecs,
@@ -86,6 +87,7 @@ class Compute(Servers, Keypairs, Quotas, ServerGroups, ServiceActor):
         async with self.store.transaction() as tx:
             if not await sql.delete_flavor(tx, msg.flavor_id):
                 raise NotFound("flavor", msg.flavor_id)
+        await self._flavor_changed(msg.flavor_id, ctx)
         return Done()
 
     @handles(SetFlavorAccess, key=lambda m: m.flavor_id)
@@ -102,9 +104,16 @@ class Compute(Servers, Keypairs, Quotas, ServerGroups, ServiceActor):
                     raise Conflict("flavor access", f"{msg.project_id} has access to {msg.flavor_id} already")
             elif not await sql.revoke_flavor(tx, msg.flavor_id, msg.project_id):
                 raise NotFound("flavor access", msg.project_id)
-            return FlavorAccess(
+            access = FlavorAccess(
                 flavor_id=msg.flavor_id, project_ids=tuple(await sql.flavor_access(tx, msg.flavor_id))
             )
+        await self._flavor_changed(msg.flavor_id, ctx)
+        return access
+
+    async def _flavor_changed(self, flavor_id: str, ctx: Context) -> None:
+        """After the commit: this replica forgets the flavor now, the others when told."""
+        self.create_inputs.forget_flavor(flavor_id)
+        await create_inputs.announce(self.bus, FlavorChanged(flavor_id=flavor_id), ctx)
 
     @handles(ListFlavorAccess)
     async def list_flavor_access(self, msg: ListFlavorAccess, ctx: Context) -> FlavorAccess:

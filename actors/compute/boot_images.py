@@ -13,10 +13,10 @@ by the entries' age limit.
 """
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from actors.compute.kept import Kept
 from fabric.bus import Bus
 from protocol.envelope import Context
 from protocol.errors import Invalid, NotFound
@@ -36,30 +36,28 @@ class Images:
         self, bus: Bus, *, ttl_s: float = TTL_S, max_entries: int = MAX_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:  # fmt: skip
-        self.bus, self.ttl_s, self.max_entries, self.clock = bus, ttl_s, max_entries, clock
-        self._kept: OrderedDict[tuple[str, str | None, bool], tuple[float, ImageView]] = OrderedDict()
+        self.bus = bus
+        self._kept: Kept[tuple[str, str | None, bool], ImageView] = Kept(
+            ttl_s=ttl_s, max_entries=max_entries, clock=clock
+        )
 
     async def get(self, image_id: str, field: str, ctx: Context) -> ImageView:
         """The image as the caller sees it; one they cannot see is a 400 naming `field`."""
         key = (image_id, ctx.project_id, ctx.is_admin)
         kept = self._kept.get(key)
-        if kept is not None and kept[0] > self.clock():
-            return kept[1]
+        if kept is not None:
+            return kept
         try:
             image: ImageView = await self.bus.call(IMAGE, GetImage(image_id=image_id), ctx)
         except NotFound:
             raise Invalid(field, f"image {image_id} could not be found") from None
         if image.status == "active":
-            self._kept[key] = (self.clock() + self.ttl_s, image)
-            self._kept.move_to_end(key)
-            while len(self._kept) > self.max_entries:
-                self._kept.popitem(last=False)
+            self._kept.put(key, image)
         return image
 
     def forget(self, image_id: str) -> None:
         """The image changed: every viewer asks again."""
-        for key in [k for k in self._kept if k[0] == image_id]:
-            del self._kept[key]
+        self._kept.forget(lambda key: key[0] == image_id)
 
     async def kernel_boot(self, properties: dict[str, str], field: str, ctx: Context) -> dict[str, Any]:
         """`kernel`, `ramdisk` (ImageFile facts or None) and `cmdline` (None without a kernel;

@@ -23,16 +23,22 @@ import asyncpg
 import orjson
 
 from actors.compute import boot, boot_images, nics, quota_sql, server_sql
+from actors.compute.create_inputs import CreateInputs
 from actors.compute.root_volumes import RootVolumeFailed, RootVolumes
 from fabric.actor import handles, subscribes
+from fabric.bus import Bus
+from fabric.config import Settings
 from fabric.service import require_admin, require_member, service_context
+from fabric.store import Connection, Store
 from protocol import compute_agent as agent
 from protocol.compute import (
     CreateServer,
     DeleteServer,
+    FlavorChanged,
     GetServer,
     GetServerConsole,
     ListServers,
+    QuotaLimitsChanged,
     ScheduleServer,
     ServerFault,
     ServerList,
@@ -69,12 +75,38 @@ REAP_BATCH = 200
 ZERO_USAGE = {"instances": 0, "cores": 0, "ram": 0}
 
 
+async def _check_references(tx: Connection, msg: CreateServer, ctx: Context) -> None:
+    """The key pair and server group a create names exist (the caller's own)."""
+    if msg.key_name is not None and not await tx.fetchval(
+        "SELECT true FROM compute.keypairs WHERE user_id = $1 AND name = $2", ctx.user_id, msg.key_name
+    ):
+        raise Invalid("key_name", f"keypair {msg.key_name} could not be found")
+    if msg.group_id is not None and not await tx.fetchval(
+        "SELECT true FROM compute.server_groups WHERE id = $1 AND project_id = $2",
+        msg.group_id, ctx.project_id,
+    ):  # fmt: skip
+        raise Invalid("os:scheduler_hints.group", f"server group {msg.group_id} could not be found")
+
+
 def _fault(message: str, *, code: int = 500, details: str = "") -> ServerFault:
     return ServerFault(code=code, message=message, details=details, created=time.time())
 
 
 class Servers(RootVolumes):
     """The server handlers of the compute service (mixed into `actor.Compute`)."""
+
+    def __init__(self, bus: Bus, store: Store, settings: Settings) -> None:
+        super().__init__(bus, store, settings)
+        #: The flavors and quota limits creates read, kept until a replica announces a change.
+        self.create_inputs = CreateInputs()
+
+    @subscribes(FlavorChanged)
+    async def on_flavor_changed(self, event: FlavorChanged, ctx: Context) -> None:
+        self.create_inputs.forget_flavor(event.flavor_id)
+
+    @subscribes(QuotaLimitsChanged)
+    async def on_quota_limits_changed(self, event: QuotaLimitsChanged, ctx: Context) -> None:
+        self.create_inputs.forget_limits(event.project_id)
 
     # --- announcing ----------------------------------------------------------------------------
 
@@ -116,27 +148,26 @@ class Servers(RootVolumes):
         if msg.availability_zone and ":" in msg.availability_zone:
             # Nova's `zone:host` (or `zone::node`) picks the host: for admins only.
             require_admin(ctx, "os_compute_api:servers:create:forced_host")
-        async with self.store.connection() as tx:
-            exists, flavor, limits = await server_sql.create_inputs(
-                tx, msg.server_id, msg.flavor_id, project=ctx.project_id, admin=ctx.is_admin
-            )
-            if exists:
-                row = await server_sql.get(tx, msg.server_id)
-                if row is not None:
-                    return server_sql.view(self._visible(row, ctx, msg.server_id))
-            if flavor is None:
-                raise Invalid("flavorRef", f"flavor {msg.flavor_id} could not be found")
-            if msg.key_name is not None and not await tx.fetchval(
-                "SELECT true FROM compute.keypairs WHERE user_id = $1 AND name = $2",
-                ctx.user_id,
-                msg.key_name,
-            ):
-                raise Invalid("key_name", f"keypair {msg.key_name} could not be found")
-            if msg.group_id is not None and not await tx.fetchval(
-                "SELECT true FROM compute.server_groups WHERE id = $1 AND project_id = $2",
-                msg.group_id, ctx.project_id,
-            ):  # fmt: skip
-                raise Invalid("os:scheduler_hints.group", f"server group {msg.group_id} could not be found")
+        kept = self.create_inputs.get(msg.flavor_id, ctx)
+        if kept is None:
+            async with self.store.connection() as tx:
+                exists, flavor, limits = await server_sql.create_inputs(
+                    tx, msg.server_id, msg.flavor_id, project=ctx.project_id, admin=ctx.is_admin
+                )
+                if exists:
+                    row = await server_sql.get(tx, msg.server_id)
+                    if row is not None:
+                        return server_sql.view(self._visible(row, ctx, msg.server_id))
+                if flavor is None:
+                    raise Invalid("flavorRef", f"flavor {msg.flavor_id} could not be found")
+                self.create_inputs.keep(ctx, flavor, limits)
+                await _check_references(tx, msg, ctx)
+        else:
+            # A retried create (its server exists) is found by the create's own statement.
+            flavor, limits = kept
+            if msg.key_name is not None or msg.group_id is not None:
+                async with self.store.connection() as tx:
+                    await _check_references(tx, msg, ctx)
         if limits["metadata_items"] >= 0 and len(msg.metadata) > limits["metadata_items"]:
             raise QuotaExceeded("metadata_items", str(limits["metadata_items"]))
         root: dict[str, Any] | None = None
@@ -195,7 +226,11 @@ class Servers(RootVolumes):
             if root is not None:
                 await self.give_back_root_volume(root, ctx)
             raise
-        if row["made"]:  # after commit: never announce a row that could still roll back
+        if not row["made"]:  # a retried create: the server and its ports are the first try's
+            await nics.release_ports(self.bus, ports, service_context(ctx.request_id))
+            if root is not None:
+                await self.give_back_root_volume(root, ctx)
+        else:  # after commit: never announce a row that could still roll back
             # The server exists from here, whatever the broker says: the 202 does not wait for
             # its confirms. A lost status event costs watchers a poll; a lost first step is
             # driven again by the reaper, as after a crash.

@@ -6,11 +6,15 @@ import time
 import uuid
 from typing import Any
 
+import asyncpg
 import pytest
 
+from actors.compute import quota_sql
 from fabric.client import Client
 from fabric.compose import Cloud
 from fabric.service import service_context
+from protocol.compute import CreateServer, NetworkRequest, QuotaLimitsChanged, ServerView
+from protocol.envelope import Context
 from protocol.network_agent import GetHostNetworking
 from tests.integration.test_identity import Member, member  # noqa: F401 - the fixture
 from tests.support import api_call
@@ -424,6 +428,44 @@ async def test_a_private_flavor_boots_only_in_the_projects_given_it(
     shown = await user.wait(answer["server"]["id"], "ACTIVE")
     assert shown["flavor"]["id"] == flavor
     await user.nova("DELETE", f"/servers/{answer['server']['id']}")
+    # Compute keeps the flavor for creates now; taking the access back is seen at once.
+    revoke = {"removeTenantAccess": {"tenant": member.project_id}}
+    assert (await api.nova("POST", f"/flavors/{flavor}/action", revoke))[0] == 200
+    status, answer = await user.nova("POST", "/servers", server)
+    assert status == 400 and "flavorRef" in answer["badRequest"]["message"], answer
+
+
+async def test_limits_set_by_another_compute_replica_reach_this_ones_creates(
+    cloud: Cloud,
+    api: Api,
+    admin: Client,
+    member: Member,  # noqa: F811
+) -> None:
+    """Each replica keeps the quota limits its creates read; another replica that sets them
+    announces `QuotaLimitsChanged`, and this one's next creates check the new limits. The other
+    replica here is the test: it writes the limit as that replica's handler would, then says so."""
+    user = await login(cloud, admin, member)
+    image, flavor = await api.image(visibility="public"), await api.flavor()
+    first = await user.boot(image["id"], flavor["id"])  # this replica keeps the project's limits
+    conn = await asyncpg.connect(cloud.settings.database_url)
+    try:
+        await quota_sql.set_limits(conn, member.project_id, {"instances": 1})
+    finally:
+        await conn.close()
+    assert cloud.bus is not None
+    await cloud.bus.publish(QuotaLimitsChanged(project_id=member.project_id), service_context())
+    body = {"server": {"name": "over", "imageRef": image["id"], "flavorRef": flavor["id"]}}
+    deadline = time.monotonic() + 5  # the event travels through the broker
+    while True:
+        status, answer = await user.nova("POST", "/servers", body)
+        if status == 413 or time.monotonic() > deadline:
+            break
+        assert status == 202, answer
+        await user.nova("DELETE", f"/servers/{answer['server']['id']}")
+        await user.wait(answer["server"]["id"], "DELETED")
+        await asyncio.sleep(0.05)
+    assert status == 413 and "instances" in answer["overLimit"]["message"], answer
+    await user.nova("DELETE", f"/servers/{first['id']}")
 
 
 async def test_keypairs_import_generate_and_conflict(api: Api) -> None:
@@ -636,3 +678,34 @@ async def test_a_hosts_networking_follows_its_servers(cloud: Cloud, api: Api) ->
     await net("DELETE", f"/floatingips/{fip['floatingip']['id']}")
     await api.nova("DELETE", f"/servers/{server['id']}")
     await api.wait(server["id"], "DELETED")
+
+
+async def test_a_retried_create_returns_the_first_server_and_keeps_one_port(cloud: Cloud, api: Api) -> None:
+    """The caller picks a create's id so that a retry (the gateway's, or a redelivery) returns
+    the same server. With the flavor and limits kept, the retry is recognised only by the
+    create's statement, after it has made a port of its own: that port goes back."""
+    status, made, _ = await api_call(
+        "POST", f"{api.url}/network/v2.0/networks", api.token, json={"network": {"name": "retry-net"}}
+    )
+    assert status == 201, made
+    network = made["network"]["id"]
+    subnet = {"subnet": {"network_id": network, "cidr": "10.97.0.0/24"}}
+    assert (await api_call("POST", f"{api.url}/network/v2.0/subnets", api.token, json=subnet))[0] == 201
+    image, flavor = await api.image(visibility="public"), await api.flavor()
+    server_id = str(uuid.uuid4())
+    create = CreateServer(
+        server_id=server_id, name="retried", image_id=image["id"], flavor_id=flavor["id"],
+        networks=(NetworkRequest(network_id=network),),
+    )  # fmt: skip
+    assert cloud.bus is not None
+    ctx = Context(
+        request_id=f"req-{uuid.uuid4()}", user_id="retry-user", project_id=f"retry-{uuid.uuid4().hex[:8]}",
+        roles=("admin", "member"), deadline=time.time() + 30,
+    )  # fmt: skip
+    first: ServerView = await cloud.bus.call("compute", create, ctx)  # reads, then keeps, the flavor
+    again: ServerView = await cloud.bus.call("compute", create, ctx)
+    assert again.id == first.id == server_id and again.addresses == first.addresses
+    status, ports, _ = await api_call("GET", f"{api.url}/network/v2.0/ports?network_id={network}", api.token)
+    assert [p["device_id"] for p in ports["ports"] if p["device_owner"].startswith("compute:")] == [server_id]
+    await api.nova("DELETE", f"/servers/{server_id}")
+    await api.wait(server_id, "DELETED")
