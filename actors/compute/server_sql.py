@@ -33,6 +33,11 @@ COLUMNS = """id, name, description, project_id, user_id, vm_state, task_state, p
 #: What a step returns of the server it moved: enough to announce the move
 #: (`protocol.compute.ServerStatusChanged`) without reading the row again.
 MOVED = "id, project_id, name, vm_state, task_state, host"
+#: What the scheduling step reads of its server: what the placement request is made of.
+TO_PLACE = """id, project_id, task_state, vcpus, ram_mb, disk_gb, availability_zone, tried_hosts, ports,
+    group_id"""
+#: What a placed server's row returns: the move to announce and the spawn to send.
+PLACED = f"{MOVED}, agent_queue, vcpus, ram_mb, disk_gb, spawn, ports"
 
 
 def with_deleted(project: str | None, since: str | None) -> str:
@@ -136,6 +141,11 @@ async def get(conn: Connection, server_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {COLUMNS} FROM compute.servers WHERE id = $1", server_id)
 
 
+async def to_place(conn: Connection, server_id: str) -> asyncpg.Record | None:
+    """The server as the scheduling step needs it (`TO_PLACE`): a step per boot, so no more."""
+    return await conn.fetchrow(f"SELECT {TO_PLACE} FROM compute.servers WHERE id = $1", server_id)
+
+
 async def waiting_for_root_volume(conn: Connection, volume_id: str) -> list[asyncpg.Record]:
     """Servers whose spawn waits for this root volume (the partial index servers_root_volume)."""
     return await conn.fetch(
@@ -205,7 +215,7 @@ async def placed(tx: Connection, server_id: str, where: Placed) -> asyncpg.Recor
     return await tx.fetchrow(
         f"""UPDATE compute.servers SET host = $2, agent_queue = $3, availability_zone = $4,
                 task_state = 'spawning', step_at = now(), updated_at = now()
-            WHERE id = $1 AND task_state = 'scheduling' RETURNING {COLUMNS}""",
+            WHERE id = $1 AND task_state = 'scheduling' RETURNING {PLACED}""",
         server_id, where.host, where.queue, where.availability_zone,
     )  # fmt: skip
 

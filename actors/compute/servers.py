@@ -243,7 +243,7 @@ class Servers(RootVolumes):
     @handles(ScheduleServer, key=lambda m: m.server_id)
     async def schedule_server(self, msg: ScheduleServer, ctx: Context) -> None:
         async with self.store.connection() as tx:
-            row = await server_sql.get(tx, msg.server_id)
+            row = await server_sql.to_place(tx, msg.server_id)
         if row is None or row["task_state"] != boot.Task.SCHEDULING:
             return  # placed already, or deleted: a replayed step
         try:
