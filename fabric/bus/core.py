@@ -307,6 +307,8 @@ class _Outbox:
     ) -> None:
         self.kind, self.target, self.send, self.max_batch = kind, target, send, max_batch
         self.is_connected = is_connected
+        # The metric children, found once: `labels()` costs as much as a small handler.
+        self._frames, self._envelopes = metrics.FRAMES_SENT.labels(kind), metrics.ENVELOPES_SENT.labels(kind)
         self.items: list[tuple[bytes, float, asyncio.Future[None]]] = []
         self.writer: asyncio.Task[None] | None = None
 
@@ -348,8 +350,8 @@ class _Outbox:
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 1.0)
                 continue
-            metrics.FRAMES_SENT.labels(self.kind).inc()
-            metrics.ENVELOPES_SENT.labels(self.kind).inc(len(batch))
+            self._frames.inc()
+            self._envelopes.inc(len(batch))
             for _, _, done in batch:
                 if not done.done():
                     done.set_result(None)

@@ -8,8 +8,8 @@ from aiohttp import web
 
 from fabric.gateway.context import BUS, authenticated
 from fabric.gateway.http import json_response, query_bool, read_json
-from fabric.gateway.image_views import iso
 from fabric.gateway.microversion import Version, version_of
+from fabric.gateway.times import seconds as iso
 from protocol.codec import MaxLen, MinLen, decode
 from protocol.compute import (
     QUEUE,

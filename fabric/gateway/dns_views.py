@@ -8,10 +8,10 @@ creation. Every item links to itself under its zone (`…/dns/v2/zones/{zone}/re
 also in the all-zones list, as Designate links them.
 """
 
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from fabric.gateway.times import micros_or_none as iso
 from protocol.dns import DnsQuotas, RecordsetView, ZoneView
 
 #: Designate's default pool (`designate/conf/central.py`); one pool serves every zone here.
@@ -24,10 +24,6 @@ SHOWN_ONLY_QUOTAS = {"zone_records": 500, "api_export_size": 1000}
 V2 = "/dns/v2"
 V2_UPDATED = "2022-06-29T00:00:00Z"
 API_REF_URL = "https://docs.openstack.org/api-ref/dns/"
-
-
-def iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
 def updated(created_at: float, updated_at: float) -> str | None:

@@ -4,11 +4,11 @@
 """
 
 import functools
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from fabric.gateway import times
 from protocol.identity import (
     AssignmentView,
     Catalog,
@@ -26,7 +26,7 @@ VERSION_UPDATED = "2020-04-07T00:00:00Z"
 @functools.lru_cache(maxsize=4096)  # a token's two timestamps, formatted once, not per validation
 def iso(ts: float) -> str:
     """Keystone's timestamp form: `2026-11-25T10:00:00.000000Z`."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return times.micros(ts) + "Z"
 
 
 def version(base: str) -> dict[str, Any]:

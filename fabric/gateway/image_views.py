@@ -1,8 +1,8 @@
 """Image v2 (Glance) bodies: an image is a flat object, its free-form properties at top level."""
 
-from datetime import UTC, datetime
 from typing import Any
 
+from fabric.gateway.times import seconds as iso
 from protocol.image import ImageView, MemberView
 
 #: Keys Glance computes or owns; a client may not set them.
@@ -15,10 +15,6 @@ BASE = frozenset(
     {"name", "disk_format", "container_format", "visibility", "min_disk", "min_ram", "protected",
      "os_hidden", "tags"}
 )  # fmt: skip
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def image(i: ImageView) -> dict[str, Any]:

@@ -9,13 +9,13 @@ equality filters (`?name=`, `?network_id=`, `?router:external=True`, repeated `?
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from aiohttp import web
 
 from fabric.gateway.context import BUS, SETTINGS, authenticated
 from fabric.gateway.http import json_response, next_links, query_bool, read_json
+from fabric.gateway.times import seconds as iso
 from protocol.codec import MaxLen, MinLen, Range, decode
 from protocol.errors import Invalid
 from protocol.network import (
@@ -69,10 +69,6 @@ def add_routes(app: web.Application) -> None:
         r.add_get(f"{ROOT}/{plural}/{{id}}", handlers["show"])
         r.add_put(f"{ROOT}/{plural}/{{id}}", handlers["update"])
         r.add_delete(f"{ROOT}/{plural}/{{id}}", handlers["delete"])
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def versions(request: web.Request) -> web.Response:

@@ -8,7 +8,8 @@ from aiohttp import web
 
 from fabric.gateway.context import BUS, authenticated
 from fabric.gateway.http import json_response
-from fabric.gateway.network import ROOT, Name, Text, iso, list_response, read_fields, trim
+from fabric.gateway.network import ROOT, Name, Text, list_response, read_fields, trim
+from fabric.gateway.times import seconds as iso
 from protocol.codec import MaxLen, MinLen, Range
 from protocol.errors import Invalid
 from protocol.network import QUEUE

@@ -13,11 +13,12 @@ from typing import Annotated, Any, Literal
 
 from aiohttp import web
 
+from fabric.gateway import times
 from fabric.gateway.compute import base_url
 from fabric.gateway.context import BUS, SETTINGS, authenticated
 from fabric.gateway.http import json_response, next_links, query_bool, query_str, read_json, read_json_value
-from fabric.gateway.image_views import iso
 from fabric.gateway.microversion import Version, version_of
+from fabric.gateway.times import seconds as iso
 from protocol.codec import MaxLen, MinLen, Range, decode
 from protocol.compute import (
     QUEUE,
@@ -51,9 +52,8 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/compute/v2.1/servers/{server_id}/action", server_action)
 
 
-def _usage_time(ts: float | None) -> str | None:
-    """OS-SRV-USG times carry microseconds and no zone, as Nova prints them."""
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+#: OS-SRV-USG times carry microseconds and no zone, as Nova prints them.
+_usage_time = times.micros_or_none
 
 
 def server_body(

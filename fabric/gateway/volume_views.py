@@ -6,9 +6,9 @@ Times are Cinder's: ISO 8601 with microseconds and no zone (`2018-11-29T06:50:07
 only to admins (the storage host, migration status, an attachment's host) is left out for others.
 """
 
-from datetime import UTC, datetime
 from typing import Any
 
+from fabric.gateway.times import micros_or_none as iso
 from protocol.envelope import Context
 from protocol.volume import SnapshotView, VolumeQuotaSet, VolumeTypeView, VolumeView
 
@@ -21,10 +21,6 @@ LIMIT_NAMES = {
     "gigabytes": ("maxTotalVolumeGigabytes", "totalGigabytesUsed"),
     "snapshots": ("maxTotalSnapshots", "totalSnapshotsUsed"),
 }
-
-
-def iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
 class Links:
