@@ -20,7 +20,6 @@ import pytest
 from actors.compute_agent import domain_xml as dx
 from actors.compute_agent.agent import ComputeAgent, HostConfig
 from actors.compute_agent.fake_driver import FakeDriver
-from fabric.actor import Actor, handles
 from fabric.bus import Bus
 from fabric.bus.memory import MemoryBroker
 from fabric.virt import (
@@ -33,13 +32,12 @@ from fabric.virt import (
     SpawnFailed,
 )
 from protocol import compute_agent as wire
-from protocol.compute import QUEUE as COMPUTE
 from protocol.envelope import Context
 from protocol.storage import Connection
+from tests.unit.compute_stand_in import Answer, ComputeStandIn
 
 HOST = "host-1"
 IMAGE = ImageFile(image_id="img", location="img", checksum="", size=0, disk_format="qcow2")
-Answer = wire.DiskAttached | wire.DiskAttachFailed | wire.DiskDetached | wire.DiskDetachFailed
 
 
 def ctx() -> Context:
@@ -65,39 +63,6 @@ def spec(
     return GuestSpec(
         server_id=server_id, name="vm", vcpus=1, ram_mb=64, disk_gb=1, root_image=root_image, disks=disks
     )
-
-
-class ComputeStandIn(Actor):
-    """Records the agent's answers, as they arrive on the compute queue."""
-
-    service = "compute"
-
-    def __init__(self, bus: Bus) -> None:
-        super().__init__(bus, queue=COMPUTE)
-        self.answers: asyncio.Queue[Answer] = asyncio.Queue()
-        #: Set when the agent asked which guests it should have: it serves its queue by then.
-        self.synced = asyncio.Event()
-
-    @handles(wire.SyncGuests)
-    async def sync(self, msg: wire.SyncGuests, ctx: Context) -> wire.ExpectedGuests:
-        self.synced.set()
-        return wire.ExpectedGuests(guests={})
-
-    @handles(wire.DiskAttached)
-    async def attached(self, msg: wire.DiskAttached, ctx: Context) -> None:
-        await self.answers.put(msg)
-
-    @handles(wire.DiskAttachFailed)
-    async def attach_failed(self, msg: wire.DiskAttachFailed, ctx: Context) -> None:
-        await self.answers.put(msg)
-
-    @handles(wire.DiskDetached)
-    async def detached(self, msg: wire.DiskDetached, ctx: Context) -> None:
-        await self.answers.put(msg)
-
-    @handles(wire.DiskDetachFailed)
-    async def detach_failed(self, msg: wire.DiskDetachFailed, ctx: Context) -> None:
-        await self.answers.put(msg)
 
 
 class StubbornGuests(FakeDriver):

@@ -28,7 +28,6 @@ from fabric.bus.memory import MemoryBroker
 from fabric.service import service_context
 from fabric.virt import HostResources, ImageFile
 from protocol import compute_agent as wire
-from protocol.compute import QUEUE as COMPUTE
 from protocol.envelope import Context
 from protocol.network import QUEUE as NETWORK
 from protocol.network_agent import (
@@ -40,6 +39,7 @@ from protocol.network_agent import (
     PortsPlugged,
     network_agent_queue,
 )
+from tests.unit.compute_stand_in import ComputeStandIn
 
 HOST = "host-1"
 NETWORK_ID = "net-1"
@@ -92,30 +92,6 @@ class Kernel:
         await self.hold.wait()
         self.converged.append(state)
         return Report(generation=state.generation, actions=(), errors=(), duration_s=0.0)
-
-
-class ComputeStandIn(Actor):
-    """Answers the compute agent's start-up sync and records its spawn answers."""
-
-    service = "compute"
-
-    def __init__(self, bus: Bus) -> None:
-        super().__init__(bus, queue=COMPUTE)
-        self.answers: asyncio.Queue[wire.GuestSpawned | wire.GuestSpawnFailed] = asyncio.Queue()
-        self.synced = asyncio.Event()
-
-    @handles(wire.SyncGuests)
-    async def sync(self, msg: wire.SyncGuests, ctx: Context) -> wire.ExpectedGuests:
-        self.synced.set()
-        return wire.ExpectedGuests(guests={})
-
-    @handles(wire.GuestSpawned)
-    async def spawned(self, msg: wire.GuestSpawned, ctx: Context) -> None:
-        await self.answers.put(msg)
-
-    @handles(wire.GuestSpawnFailed)
-    async def spawn_failed(self, msg: wire.GuestSpawnFailed, ctx: Context) -> None:
-        await self.answers.put(msg)
 
 
 @dataclass
