@@ -121,8 +121,9 @@ class ComputeAgent(Actor):
         await self.bus.publish(self._report(host), _context(), ttl_s=self.report_interval_s * 3)
 
     async def _report_periodically(self, host: HostConfig) -> None:
-        """A simulated host's network agent says it is alive on the interval only, as a real
-        one does: a guest coming or going changes nothing it reports."""
+        """Everything about the host, as on the interval: a simulated host's network agent says
+        it is alive here only, as a real one does (a guest coming or going changes nothing it
+        reports)."""
         await self.report(host)
         if host.simulated_network:
             event = NetworkAgentReport(host=host.name, generation=0, sent_at=time.time())
@@ -176,7 +177,9 @@ class ComputeAgent(Actor):
             for server_id, owner in expected.guests.items():
                 if owner.host == host.name and server_id not in actual:
                     await self._tell(ctx, host.name, server_id, "missing")
-            await self.report(host)
+            # The compute service answered, so the cloud is up: all of the host's reports again,
+            # for schedulers that subscribed after the first ones were sent.
+            await self._report_periodically(host)
         await asyncio.Event().wait()
 
     async def _tell(self, ctx: Context, host: str, server_id: str, power: wire.PowerState) -> None:
