@@ -15,6 +15,7 @@ import pytest
 from fabric.client import Client
 from fabric.config import Settings
 from fabric.powerdns import resolve, why_no_powerdns
+from tests.compat.cli_forks import Forks
 from tests.compat.test_openstack_cli import Cli, fabric_up, why_no_cli
 
 pytestmark = [pytest.mark.compat, pytest.mark.postgres, pytest.mark.amqp]
@@ -47,13 +48,15 @@ class DnsCloud:
 
 
 @pytest.fixture(scope="module")
-async def cloud(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DnsCloud]:
+async def cloud(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory, openstack_forks: Forks
+) -> AsyncIterator[DnsCloud]:
     if why := why_no_cli():
         pytest.skip(why)
     if importlib.util.find_spec("designateclient") is None:
         pytest.skip("python-designateclient is not installed in this venv (pip install -e '.[test]')")
     async with fabric_up(settings, tmp_path_factory.mktemp("compat-dns"), "compat-dns") as (own, user_env):
-        made = DnsCloud(Cli(user_env), own, why_no_powerdns(own))
+        made = DnsCloud(Cli(user_env, openstack_forks), own, why_no_powerdns(own))
         # The DNS service puts itself in the catalog as it starts, maybe after the gateway.
         await made.eventually(("catalog", "list"), lambda c: any(e["Type"] == "dns" for e in c), 60)
         yield made

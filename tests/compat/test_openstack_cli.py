@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from fabric.config import Settings
+from tests.compat.cli_forks import OPENSTACK, Forks
 from tests.support import (
     FABRIC,
     ROOT,
@@ -28,7 +29,6 @@ from tests.support import (
 )
 
 pytestmark = [pytest.mark.compat, pytest.mark.postgres, pytest.mark.amqp]
-OPENSTACK = Path(sys.executable).parent / "openstack"
 
 
 def read_openrc(path: Path) -> dict[str, str]:
@@ -41,23 +41,16 @@ def read_openrc(path: Path) -> dict[str, str]:
 
 
 class Cli:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
+    """`openstack ARGS` as a user with `env` runs it (see `cli_forks` for how it starts fast)."""
+
+    def __init__(self, env: dict[str, str], forks: Forks) -> None:
+        self.env, self.forks = env, forks
 
     async def run(self, *args: str, check: bool = True) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            str(OPENSTACK),
-            *args,
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        code = proc.returncode
-        assert code is not None
+        code, out, err = await self.forks.run(args, self.env, timeout_s=60)
         if check:
-            assert code == 0, f"openstack {' '.join(args)} -> {code}: {err.decode()}"
-        return code, out.decode(), err.decode()
+            assert code == 0, f"openstack {' '.join(args)} -> {code}: {err}"
+        return code, out, err
 
     async def json(self, *args: str) -> Any:
         _, out, _ = await self.run(*args, "-f", "json")
@@ -105,11 +98,13 @@ def why_no_cli() -> str | None:
 
 
 @pytest.fixture(scope="module")
-async def cli(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cli]:
+async def cli(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory, openstack_forks: Forks
+) -> AsyncIterator[Cli]:
     if why := why_no_cli():
         pytest.skip(why)
     async with fabric_up(settings, tmp_path_factory.mktemp("compat"), "compat") as (_, user_env):
-        yield Cli(user_env)
+        yield Cli(user_env, openstack_forks)
 
 
 async def test_token_issue(cli: Cli) -> None:
@@ -153,7 +148,7 @@ async def test_user_create_list_delete_and_role_add(cli: Cli) -> None:
     member_env = dict(
         cli.env, OS_USERNAME=user["name"], OS_PASSWORD="pw-" + suffix, OS_PROJECT_NAME=project["name"]
     )
-    token = await Cli(member_env).json("token", "issue")
+    token = await Cli(member_env, cli.forks).json("token", "issue")
     assert token["project_id"] == project["id"]
     await cli.run("user", "delete", user["id"])
     assert user["name"] not in [u["Name"] for u in await cli.json("user", "list")]
@@ -177,7 +172,7 @@ async def test_token_revoke(cli: Cli) -> None:
         }
     }
     env.update(OS_AUTH_TYPE="token", OS_TOKEN=token)
-    code, _, err = await Cli(env).run("project", "list", check=False)
+    code, _, err = await Cli(env, cli.forks).run("project", "list", check=False)
     assert code != 0 and ("401" in err or "authenticat" in err.lower()), err
 
 
