@@ -120,7 +120,7 @@ class ComputeAgent(Actor):
         """The host's capacity now: periodically, and at once after a guest comes or goes."""
         await self.bus.publish(self._report(host), _context(), ttl_s=self.report_interval_s * 3)
 
-    async def _report_periodically(self, host: HostConfig) -> None:
+    async def _report_all(self, host: HostConfig) -> None:
         """Everything about the host, as on the interval: a simulated host's network agent says
         it is alive here only, as a real one does (a guest coming or going changes nothing it
         reports)."""
@@ -135,7 +135,7 @@ class ComputeAgent(Actor):
         A fleet of thousands behind one agent would otherwise land on the scheduler as one
         burst per interval, stalling placements while it is absorbed."""
         hosts = list(self.hosts.values())
-        await asyncio.gather(*(self._report_periodically(h) for h in hosts))
+        await asyncio.gather(*(self._report_all(h) for h in hosts))
         slices = [hosts[i::REPORT_SLICES] for i in range(min(REPORT_SLICES, len(hosts)))]
         loop = asyncio.get_running_loop()
         while True:
@@ -144,7 +144,7 @@ class ComputeAgent(Actor):
                 await asyncio.sleep(
                     max(0.0, began + (i + 1) * self.report_interval_s / len(slices) - loop.time())
                 )
-                await asyncio.gather(*(self._report_periodically(h) for h in part))
+                await asyncio.gather(*(self._report_all(h) for h in part))
 
     # --- reconciling ---------------------------------------------------------------------------
 
@@ -179,7 +179,7 @@ class ComputeAgent(Actor):
                     await self._tell(ctx, host.name, server_id, "missing")
             # The compute service answered, so the cloud is up: all of the host's reports again,
             # for schedulers that subscribed after the first ones were sent.
-            await self._report_periodically(host)
+            await self._report_all(host)
         await asyncio.Event().wait()
 
     async def _tell(self, ctx: Context, host: str, server_id: str, power: wire.PowerState) -> None:

@@ -18,7 +18,6 @@ from fabric.gateway.compute import base_url
 from fabric.gateway.context import BUS, SETTINGS, authenticated
 from fabric.gateway.http import json_response, next_links, query_bool, query_str, read_json, read_json_value
 from fabric.gateway.microversion import Version, version_of
-from fabric.gateway.times import seconds as iso
 from protocol.codec import MaxLen, MinLen, Range, decode
 from protocol.compute import (
     QUEUE,
@@ -52,10 +51,6 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/compute/v2.1/servers/{server_id}/action", server_action)
 
 
-#: OS-SRV-USG times carry microseconds and no zone, as Nova prints them.
-_usage_time = times.micros_or_none
-
-
 def server_body(
     base: str, s: ServerView, ctx: Context, version: Version, *, detail: bool = True
 ) -> dict[str, Any]:
@@ -83,8 +78,8 @@ def server_body(
             "id": s.flavor.id,
             "links": [{"rel": "bookmark", "href": f"{root}/flavors/{s.flavor.id}"}],
         },
-        "created": iso(s.created_at),
-        "updated": iso(s.updated_at),
+        "created": times.seconds(s.created_at),
+        "updated": times.seconds(s.updated_at),
         "addresses": {
             name: [
                 {"addr": a.addr, "version": 4, "OS-EXT-IPS:type": a.type, "OS-EXT-IPS-MAC:mac_addr": a.mac}
@@ -100,7 +95,7 @@ def server_body(
         "OS-EXT-AZ:availability_zone": s.availability_zone or "nova",
         "config_drive": "",
         "key_name": s.key_name,
-        "OS-SRV-USG:launched_at": _usage_time(s.launched_at),
+        "OS-SRV-USG:launched_at": times.micros_or_none(s.launched_at),  # microseconds, no zone, as Nova
         "OS-SRV-USG:terminated_at": None,
         "OS-EXT-STS:task_state": s.task_state,
         "OS-EXT-STS:vm_state": s.vm_state,
@@ -137,7 +132,7 @@ def server_body(
         fault: dict[str, Any] = {
             "code": s.fault.code,
             "message": s.fault.message,
-            "created": iso(s.fault.created),
+            "created": times.seconds(s.fault.created),
         }
         if ctx.is_admin or s.fault.code != 500:
             fault["details"] = s.fault.details
